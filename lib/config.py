@@ -1,0 +1,91 @@
+"""Strict typed configs: one frozen dataclass per params.yaml section.
+
+`from_dict` refuses unknown keys and wrong types with the offending key's name, so a
+typo in params.yaml (or in `dvc exp run -S ...`) fails loudly instead of silently
+falling back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A params section that does not match its dataclass."""
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            try:
+                return _check(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null, got {value!r}")
+        return None
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = get_args(tp)
+        inner = args[0] if args else Any
+        return tuple(_check(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    raise ConfigError(f"{key}: unsupported config type {tp}")
+
+
+def from_dict(cls: type[T], data: dict | None, section: str) -> T:
+    """Build dataclass `cls` from `data`, checking keys and types; `section` names errors."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {unknown}; known keys are {sorted(names)}")
+    kwargs = {k: _check(v, hints[k], f"{section}.{k}") for k, v in data.items()}
+    try:
+        cfg = cls(**kwargs)
+    except TypeError as e:  # a required field without default is missing
+        raise ConfigError(f"{section}: {e}") from None
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as e:
+            raise ConfigError(f"{section}.{e}") from None
+    return cfg
+
+
+__all__ = ["ConfigError", "from_dict", "typing"]

@@ -1,0 +1,140 @@
+"""Train/validation/test splits for next-item prediction.
+
+`global_temporal` follows Time to Split (Gusak et al., RecSys 2025): one global cut-off
+T_test = a quantile of all timestamps; users whose last interaction is after it are test
+users, their last interaction the target and everything earlier the input. The same rule
+applied to the part at or before T_test gives T_val and the validation users. Nothing a
+model is fit on lies after the time of any target it is evaluated on.
+
+`leave_one_out` is the protocol of SASRec/TIGER/LETTER/RPG: per user, the last item is
+the test target and the second-to-last the validation target. It leaks the future across
+users (a test target of one user may predate another user's training items).
+
+Input frame: (user, item, timestamp) sorted chronologically per user (preprocess output).
+Evaluation rows: user, history (list of items, oldest first), target, target_timestamp,
+history_length, target_cold, user_cold. Cold = no interaction in the data the evaluated
+model is fit on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+EVAL_COLUMNS = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    type: Literal["global_temporal", "leave_one_out"] = "global_temporal"  # protocol
+    quantile: float = 0.9  # global_temporal: cut-off quantile of the timestamps
+    validation: Literal["by_time"] = "by_time"  # global_temporal: how validation is cut from training
+    retrain_on_validation: bool = False  # final model trains on train+validation period
+
+    def validate(self) -> None:
+        if not 0.0 < self.quantile < 1.0:
+            raise ValueError(f"quantile: must be in (0, 1), got {self.quantile}")
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame  # interactions the model is fit on (early stopping on `val`)
+    train_full: pd.DataFrame  # train + the validation period (retrain_on_validation)
+    val: pd.DataFrame  # evaluation rows, EVAL_COLUMNS
+    test: pd.DataFrame  # evaluation rows, EVAL_COLUMNS
+    info: dict  # cut-offs and counts for metrics/split.json
+
+
+def _quantile_time(ts: pd.Series, q: float) -> int:
+    # numpy's default (linear) quantile; timestamps are days, so it lands on a real one
+    return int(np.quantile(ts.to_numpy(), q))
+
+
+def _at_least_two(df: pd.DataFrame) -> pd.DataFrame:
+    n = df.groupby("user")["item"].transform("size")
+    return df[n >= 2].reset_index(drop=True)
+
+
+def _eval_rows(df: pd.DataFrame, is_target: np.ndarray) -> pd.DataFrame:
+    """Rows of `df` marked as targets -> evaluation rows with the user's earlier items as history.
+
+    `df` is chronological per user and every target is its user's last row in `df`.
+    """
+    pos = df.groupby("user").cumcount().to_numpy()
+    users = df["user"].to_numpy()
+    items = df["item"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    start_of_row = np.repeat(starts, np.diff(np.r_[starts, len(df)]))
+    idx = np.flatnonzero(is_target)
+    rows = pd.DataFrame(
+        {
+            "user": users[idx],
+            "history": [items[start_of_row[i]:i].tolist() for i in idx],
+            "target": items[idx],
+            "target_timestamp": df["timestamp"].to_numpy()[idx],
+            "history_length": pos[idx],
+        }
+    )
+    return rows[rows["history_length"] > 0].reset_index(drop=True)
+
+
+def _holdout_after(df: pd.DataFrame, cutoff: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Users whose last interaction is after `cutoff` -> eval rows; rest = at/before cutoff, >= 2 per user."""
+    last = np.r_[df["user"].to_numpy()[1:] != df["user"].to_numpy()[:-1], True]
+    rows = _eval_rows(df, last & (df["timestamp"].to_numpy() > cutoff))
+    rest = _at_least_two(df[df["timestamp"] <= cutoff])
+    return rows, rest
+
+
+def _flag_cold(rows: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.copy()
+    rows["target_cold"] = ~rows["target"].isin(fit["item"].unique())
+    rows["user_cold"] = ~rows["user"].isin(fit["user"].unique())
+    return rows[EVAL_COLUMNS]
+
+
+def global_temporal(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
+    t_test = _quantile_time(inter["timestamp"], cfg.quantile)
+    test, part = _holdout_after(inter, t_test)
+    t_val = _quantile_time(part["timestamp"], cfg.quantile)
+    val, train = _holdout_after(part, t_val)
+    final_fit = part if cfg.retrain_on_validation else train
+    info = {"t_test": t_test, "t_val": t_val, "training_part_interactions": len(part),
+            "training_part_users": int(part["user"].nunique())}
+    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), info)
+
+
+def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
+    rank_from_end = inter.groupby("user").cumcount(ascending=False).to_numpy()
+    n = inter.groupby("user")["item"].transform("size").to_numpy()
+    test = _eval_rows(inter, (rank_from_end == 0) & (n >= 2))
+    val = _eval_rows(inter, (rank_from_end == 1) & (n >= 3))
+    # users with two interactions have a test target but no validation target
+    train = inter[(rank_from_end >= 2) | ((n == 2) & (rank_from_end == 1))].reset_index(drop=True)
+    part = inter[(rank_from_end >= 1)].reset_index(drop=True)
+    final_fit = part if cfg.retrain_on_validation else train
+    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), {})
+
+
+def split(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
+    """Split chronological interactions by `cfg.type`; fill `info` with the split's statistics."""
+    inter = inter[["user", "item", "timestamp"]]
+    s = global_temporal(inter, cfg) if cfg.type == "global_temporal" else leave_one_out(inter, cfg)
+    fit = s.train_full if cfg.retrain_on_validation else s.train
+    info = {"type": cfg.type, **s.info}
+    info.update(
+        train_interactions=len(s.train), train_users=int(s.train["user"].nunique()),
+        train_items=int(s.train["item"].nunique()),
+        final_fit_interactions=len(fit),
+        val_users=len(s.val), test_users=len(s.test),
+        val_cold_target_fraction=round(float(s.val["target_cold"].mean()), 4) if len(s.val) else 0.0,
+        val_cold_user_fraction=round(float(s.val["user_cold"].mean()), 4) if len(s.val) else 0.0,
+        test_cold_target_fraction=round(float(s.test["target_cold"].mean()), 4) if len(s.test) else 0.0,
+        test_cold_user_fraction=round(float(s.test["user_cold"].mean()), 4) if len(s.test) else 0.0,
+        test_mean_history_length=round(float(s.test["history_length"].mean()), 4) if len(s.test) else 0.0,
+        retrain_on_validation=cfg.retrain_on_validation,
+    )
+    s.info = info
+    return s

@@ -1,0 +1,42 @@
+"""Shared plumbing of the stage scripts: argv, one params section, logging, seeding."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # stages run as scripts: make `lib` importable
+    sys.path.insert(0, str(ROOT))
+
+from lib.config import ConfigError, from_dict  # noqa: E402
+
+T = TypeVar("T")
+
+
+def stage_args(description: str, paths: dict[str, str]) -> argparse.Namespace:
+    """Parse `--<name> PATH` for every entry of `paths` (name -> help), plus --params."""
+    p = argparse.ArgumentParser(description=description)
+    for name, help_ in paths.items():
+        p.add_argument(f"--{name}", type=Path, required=True, help=help_)
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    return p.parse_args()
+
+
+def load_section(params_path: Path, section: str, cls: type[T]) -> T:
+    """The `section` of the params file as a checked `cls`; exits with a clear message if bad."""
+    if not params_path.is_file():
+        sys.exit(f"error: params file not found: {params_path}")
+    params = yaml.safe_load(params_path.read_text()) or {}
+    try:
+        return from_dict(cls, params.get(section), section)
+    except ConfigError as e:
+        sys.exit(f"error: bad params in {params_path}: {e}")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
