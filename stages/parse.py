@@ -1,6 +1,5 @@
 """Stage `parse`: raw Amazon 2014 files -> interactions and items parquet + metrics/parse.json."""
 from _common import load_section, setup_logging, stage_args
-
 from lib.data.parse import ParseConfig, parse_meta, parse_reviews
 from lib.data.raw import RawDataError, ensure_raw
 from lib.io import write_json, write_parquet

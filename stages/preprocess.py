@@ -1,7 +1,7 @@
 """Stage `preprocess`: rating filter, repeat removal, N-core, label encoding, text cleaning."""
 import pandas as pd
-from _common import load_section, setup_logging, stage_args
 
+from _common import load_section, setup_logging, stage_args
 from lib.data.preprocess import PreprocessConfig, preprocess
 from lib.io import write_json, write_parquet
 

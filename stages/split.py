@@ -1,7 +1,7 @@
 """Stage `split`: encoded interactions -> train / validation / test for next-item prediction."""
 import pandas as pd
-from _common import load_section, setup_logging, stage_args
 
+from _common import load_section, setup_logging, stage_args
 from lib.data.split import SplitConfig, split
 from lib.io import write_json, write_parquet
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # Raw field -> our column. Ratings and prices only when the file has them.
 REVIEW_FIELDS = {"reviewerID": "user_id", "asin": "item_id", "unixReviewTime": "timestamp"}
 META_TEXT_FIELDS = {"title": "title", "description": "description", "brand": "brand"}
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ def _load_line(line: str) -> dict | None:
     except ValueError:
         try:
             rec = ast.literal_eval(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        # TypeError: a literal with an unhashable key or set member, e.g. {[1]: 2}
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return None
     return rec if isinstance(rec, dict) else None
 
@@ -60,9 +62,11 @@ def parse_reviews(path: Path) -> tuple[pd.DataFrame, dict]:
         lines += 1
         try:
             u, i, t = str(rec["reviewerID"]), str(rec["asin"]), int(rec["unixReviewTime"])
+            if not _INT64_MIN <= t <= _INT64_MAX:  # e.g. 1e30: would overflow the int64 column
+                raise ValueError(f"timestamp out of range: {t}")
             r = rec.get("overall")
             r = float(r) if r is not None else np.nan
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):  # OverflowError: int(Infinity)
             bad += 1
             continue
         users.append(u)

@@ -46,7 +46,7 @@ def drop_consecutive_repeats(df: pd.DataFrame) -> pd.DataFrame:
     same = (df["user_id"].to_numpy()[1:] == df["user_id"].to_numpy()[:-1]) & (
         df["item_id"].to_numpy()[1:] == df["item_id"].to_numpy()[:-1]
     )
-    keep = np.concatenate([[True], ~same])
+    keep = np.concatenate([[True], ~same])[: len(df)]  # [: len] keeps an empty frame empty
     return df[keep].reset_index(drop=True)
 
 

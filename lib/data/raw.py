@@ -12,6 +12,7 @@ import logging
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -47,7 +48,7 @@ def check_gzip(path: Path) -> None:
                 pass
     except EOFError:
         raise RawDataError(f"raw file is truncated (incomplete gzip stream): {path}") from None
-    except (OSError, gzip.BadGzipFile) as e:
+    except (OSError, zlib.error) as e:  # zlib.error: corrupt deflate data, not an OSError
         raise RawDataError(f"raw file is corrupt gzip ({e}): {path}") from None
 
 
@@ -60,7 +61,11 @@ def _download(url: str, dest: Path, timeout: float) -> None:
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))
-        check_gzip(tmp)
+        try:
+            check_gzip(tmp)
+        except RawDataError as e:
+            raise RawDataError(
+                f"downloaded file from {url} is not a valid gzip ({e}); nothing was written to {dest}") from None
 
 
 def ensure_raw(raw_dir: Path, category: str, source_dir: str = "", timeout: float = 30.0) -> dict[str, Path]:

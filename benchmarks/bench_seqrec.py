@@ -1,0 +1,82 @@
+"""Benchmark: training seconds per epoch, inference users/second and peak memory per backbone.
+
+Runs on the real split produced by `dvc repro split` (data/split) with the params of
+params.yaml, one subprocess per backbone so that peak RSS is measured per model:
+
+    python benchmarks/bench_seqrec.py [--epochs 2] [--backbones sasrec,gpt2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def run_one(backbone: str, epochs: int, representation: str) -> dict:
+    import numpy as np
+    import pandas as pd
+    import torch
+    import yaml
+    from torch.utils.data import DataLoader
+
+    from lib.config import from_dict
+    from lib.models.config import SeqRecConfig
+    from lib.models.data import NextItemDataset, training_sequences
+    from lib.models.recommend import recommend
+    from lib.models.seqrec import SeqRec
+
+    cfg = from_dict(SeqRecConfig, yaml.safe_load((ROOT / "params.yaml").read_text())[backbone], backbone)
+    split = ROOT / "data/split"
+    train = pd.read_parquet(split / "train.parquet")
+    test = pd.read_parquet(split / "test.parquet")
+    n_items = len(pd.read_parquet(ROOT / "data/processed/items.parquet", columns=["item"]))
+    content = None if representation == "id" else np.load(ROOT / "data/embed/embeddings.npy")
+    torch.manual_seed(0)
+    model = SeqRec(backbone, representation, n_items, cfg.model, content)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    loader = DataLoader(NextItemDataset(training_sequences(train, cfg.model.max_len)),
+                        batch_size=cfg.train.batch_size, shuffle=True, collate_fn=NextItemDataset.collate)
+    per_epoch = []
+    for _ in range(epochs):
+        model.train()
+        t = time.perf_counter()
+        for inp, tgt in loader:
+            opt.zero_grad()
+            model.loss(inp, tgt, cfg.train.loss).backward()
+            opt.step()
+        per_epoch.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    recommend(model, test, cfg.top_k, progress=False)
+    infer = time.perf_counter() - t
+    return {"backbone": backbone, "representation": representation, "train_seconds_per_epoch": round(min(per_epoch), 2),
+            "inference_users_per_second": round(len(test) / infer, 1), "test_users": len(test),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--backbones", default="sasrec,gpt2")
+    p.add_argument("--representation", default="id")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.epochs, args.representation)))
+        return
+    for b in args.backbones.split(","):
+        out = subprocess.run([sys.executable, __file__, "--one", b, "--epochs", str(args.epochs),
+                              "--representation", args.representation],
+                             check=True, capture_output=True, text=True).stdout
+        print(out.strip().splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()

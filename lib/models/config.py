@@ -1,0 +1,60 @@
+"""Typed configs of the ID/content sequential recommenders (params sections `sasrec`, `gpt2`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Representation = Literal["id", "content_init", "content", "content_plus_id"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 64  # hidden width = item embedding width
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 1  # attention heads
+    dropout: float = 0.3  # on embeddings, attention and feed-forward
+    max_len: int = 50  # history length the model reads (most recent items)
+    adapter_hidden: int = 256  # content adapter MLP width (content, content_plus_id)
+
+    def validate(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.max_len < 2:
+            raise ValueError("model.max_len: must be >= 2")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("model.dropout: must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: Literal["ce", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); bce = 1 sampled negative
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128  # users per batch; each batch is padded to its own longest sequence
+    max_epochs: int = 200
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    val_every: int = 1  # validate every this many epochs
+    seed: int = 42
+    device: Literal["auto", "cpu", "gpu"] = "auto"  # auto = a GPU when one exists
+    devices: int = 1  # GPUs to use (DDP when > 1)
+    num_workers: int = 0  # data-loader workers
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
+            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class SeqRecConfig:
+    """One params section (`sasrec` or `gpt2`): the model, its training and the output size."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    top_k: int = 100  # recommendations written per user (before seen-item filtering)
+
+    def validate(self) -> None:
+        if self.top_k < 1:
+            raise ValueError("top_k: must be >= 1")

@@ -1,0 +1,51 @@
+"""A sequential recommender = item representation + backbone + tied full-catalogue scoring."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.models.backbones import BACKBONES
+from lib.models.config import ModelConfig, Representation
+from lib.models.item_repr import ItemRepresentation
+
+
+class SeqRec(nn.Module):
+    def __init__(self, backbone: str, representation: Representation, n_items: int, cfg: ModelConfig,
+                 content: np.ndarray | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.n_items = n_items
+        self.items = ItemRepresentation(representation, n_items, cfg.d_model, content, cfg.adapter_hidden)
+        self.backbone = BACKBONES[backbone](cfg)
+
+    def hidden(self, seq: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:
+        """seq (B, L) right-padded item ids -> hidden states (B, L, d)."""
+        return self.backbone(F.embedding(seq, item_matrix))
+
+    def loss(self, inp: torch.Tensor, tgt: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+        """Next-item loss at real positions only (tgt > 0): inp, tgt (B, L)."""
+        e = self.items()  # (N+1, d)
+        mask = tgt > 0
+        h = self.hidden(inp, e)[mask]  # (M, d): never materialise logits for padding
+        y = tgt[mask]  # (M,)
+        if kind == "ce":  # full softmax over the catalogue (SASRec+, Klenitskiy & Vasilev 2023)
+            logits = h @ e[1:].T  # (M, N): padding is not a class
+            return F.cross_entropy(logits, y - 1)
+        # Original SASRec: binary cross-entropy with one uniformly sampled negative per position.
+        neg = torch.randint(1, self.n_items + 1, y.shape, device=y.device)
+        pos_s = (h * e[y]).sum(-1)
+        neg_s = (h * e[neg]).sum(-1)
+        return F.binary_cross_entropy_with_logits(torch.cat([pos_s, neg_s]),
+                                                  torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)]))
+
+    @torch.no_grad()
+    def score_last(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scores (B, N+1) of every item after the last real position; column 0 = -inf."""
+        e = self.items()
+        h = self.hidden(seq, e)  # (B, L, d)
+        last = h[torch.arange(seq.shape[0], device=seq.device), lengths - 1]  # (B, d)
+        s = last @ e.T
+        s[:, 0] = float("-inf")
+        return s
