@@ -60,3 +60,15 @@ def read_json(path: str | os.PathLike):
     if not path.is_file():
         raise FileNotFoundError(f"missing input file: {path}")
     return json.loads(path.read_text())
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib Figure; the format comes from `path`'s suffix (the temp file's is .tmp)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig_kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,13 +19,20 @@ from lib.config import ConfigError, from_dict  # noqa: E402
 T = TypeVar("T")
 
 
-def stage_args(description: str, paths: dict[str, str]) -> argparse.Namespace:
-    """Parse `--<name> PATH` for every entry of `paths` (name -> help), plus --params."""
+def stage_args(description: str, paths: dict[str, str],
+               extra: Callable[[argparse.ArgumentParser], None] | None = None,
+               argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse `--<name> PATH` for every entry of `paths` (name -> help), plus --params.
+
+    `extra` may add non-path flags (e.g. a list of names); `argv` defaults to sys.argv (tests pass it).
+    """
     p = argparse.ArgumentParser(description=description)
     for name, help_ in paths.items():
         p.add_argument(f"--{name}", type=Path, required=True, help=help_)
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
-    return p.parse_args()
+    if extra is not None:
+        extra(p)
+    return p.parse_args(argv)
 
 
 def load_section(params_path: Path, section: str, cls: type[T]) -> T:

@@ -55,6 +55,7 @@ class SASRec(nn.Module):
         super().__init__()
         self.scale = math.sqrt(cfg.d_model)  # SASRec scales item embeddings by sqrt(d)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        nn.init.normal_(self.pos.weight, std=0.02)  # N(0, 1) default would drown the item signal
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(SASRecBlock(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)

@@ -21,7 +21,9 @@ from lib.models.config import Representation
 
 
 def pca_init(content: np.ndarray, d: int, std: float) -> np.ndarray:
-    """(N+1, c) content -> (N+1, d) PCA projection scaled to `std` per column; row 0 = 0.
+    """(N+1, c) content -> (N+1, d) PCA projection, one global scale to `std`; row 0 = 0.
+
+    A single scale (not per-column whitening) keeps the content's pairwise geometry.
 
     Extra columns (d > c) are small random values, deterministic given torch's seed.
     """
@@ -30,7 +32,7 @@ def pca_init(content: np.ndarray, d: int, std: float) -> np.ndarray:
     k = min(d, x.shape[1], x.shape[0])
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     proj = x @ vt[:k].T  # (N, k)
-    proj = proj / (proj.std(0, keepdims=True) + 1e-12) * std
+    proj = proj / (proj.std() + 1e-12) * std
     out = np.zeros((content.shape[0], d), dtype=np.float32)
     out[1:, :k] = proj
     if k < d:

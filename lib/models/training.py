@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
-from lib.metrics import user_metrics_at
+from lib import metrics
 from lib.models.config import ModelConfig, SeqRecConfig, TrainConfig
 from lib.models.data import HistoryDataset, NextItemDataset, training_sequences
 from lib.models.recommend import list_lengths, top_items
@@ -52,8 +52,9 @@ class SeqRecModule(L.LightningModule):
         idx = idx.cpu().numpy()
         hist = [self.val_histories[i] for i in idx]
         recs = top_items(self.model.score_last(seq, lengths), list_lengths(hist, 10, self.model.n_items))
-        m = user_metrics_at(recs, self.val_targets[idx], hist, ks=(10,), filter_seen=True)
-        self.val_ndcg.update(torch.as_tensor(m["ndcg@10"], dtype=torch.float32, device=self.device))
+        # seen items removed as the evaluator's default does (evaluate.filter_seen)
+        ranks = metrics.target_ranks(metrics.top_k(recs, 10, seen=hist), self.val_targets[idx])
+        self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
 
     def on_validation_epoch_end(self):
         self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)

@@ -1,0 +1,133 @@
+"""SeqRec: item representations reach the scores, padding is inert, models can learn."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lib.models.config import ModelConfig
+from lib.models.data import NextItemDataset, pad, training_sequences
+from lib.models.recommend import list_lengths, recommend
+from lib.models.seqrec import SeqRec
+
+N_ITEMS = 30
+REPRS = ["id", "content_init", "content", "content_plus_id"]
+CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0, max_len=8, adapter_hidden=16)
+
+
+def content(seed=0, n=N_ITEMS, c=12):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + 1, c)).astype(np.float32)
+    x[0] = 0
+    return x
+
+
+def model(backbone, rep, emb=None, seed=0):
+    torch.manual_seed(seed)
+    return SeqRec(backbone, rep, N_ITEMS, CFG, content() if emb is None else emb).eval()
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
+@pytest.mark.parametrize("rep", REPRS)
+def test_padding_row_is_zero_and_scores_exclude_padding(backbone, rep):
+    m = model(backbone, rep)
+    assert torch.all(m.items()[0] == 0)
+    seq, lengths = pad([np.array([1, 2, 3]), np.array([4])])
+    s = m.score_last(seq, lengths)
+    assert s.shape == (2, N_ITEMS + 1)
+    assert torch.isneginf(s[:, 0]).all() and torch.isfinite(s[:, 1:]).all()
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
+@pytest.mark.parametrize("rep", ["content", "content_plus_id", "content_init"])
+def test_content_reaches_the_scores(backbone, rep):
+    """The bug seen before: content stored where the forward pass never reads it."""
+    seq, lengths = pad([np.array([1, 2, 3])])
+    a = model(backbone, rep, content(0)).score_last(seq, lengths)
+    b = model(backbone, rep, content(1)).score_last(seq, lengths)
+    assert not torch.allclose(a[:, 1:], b[:, 1:])
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
+def test_id_model_ignores_content(backbone):
+    seq, lengths = pad([np.array([1, 2, 3])])
+    a = model(backbone, "id", content(0)).score_last(seq, lengths)
+    b = model(backbone, "id", content(1)).score_last(seq, lengths)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
+def test_right_padding_does_not_change_scores_or_loss(backbone):
+    m = model(backbone, "content_plus_id")
+    short, ls = pad([np.array([5, 6, 7])])
+    long_ = torch.cat([short, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    assert torch.allclose(m.score_last(short, ls)[:, 1:], m.score_last(long_, ls)[:, 1:], atol=1e-5)
+    inp, tgt = NextItemDataset.collate([np.array([5, 6, 7, 8])])
+    pad_inp = torch.cat([inp, torch.zeros(1, 3, dtype=torch.long)], 1)
+    pad_tgt = torch.cat([tgt, torch.zeros(1, 3, dtype=torch.long)], 1)
+    assert torch.allclose(m.loss(inp, tgt), m.loss(pad_inp, pad_tgt), atol=1e-6)
+
+
+def test_causal_future_items_do_not_change_earlier_states():
+    m = model("sasrec", "id")
+    e = m.items()
+    a = m.hidden(torch.tensor([[1, 2, 3, 4]]), e)
+    b = m.hidden(torch.tensor([[1, 2, 9, 10]]), e)
+    assert torch.allclose(a[:, :2], b[:, :2], atol=1e-6)
+    assert not torch.allclose(a[:, 2:], b[:, 2:])
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_overfits_a_deterministic_successor(backbone, loss):
+    """Item i is always followed by i+1: a few hundred steps must learn it."""
+    torch.manual_seed(0)
+    m = SeqRec(backbone, "id", N_ITEMS, CFG)
+    seqs = [np.arange(s, s + 6) for s in range(1, N_ITEMS - 5)]
+    inp, tgt = NextItemDataset.collate(seqs)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    first = None
+    for _ in range(300):
+        opt.zero_grad()
+        lo = m.loss(inp, tgt, loss)
+        first = first if first is not None else lo.item()
+        lo.backward()
+        opt.step()
+    m.eval()
+    seq, lengths = pad([np.array([3, 4, 5])])
+    assert lo.item() < first / 3
+    assert m.score_last(seq, lengths).argmax().item() == 6
+
+
+def test_training_sequences_keep_the_most_recent_items():
+    train = pd.DataFrame({"user": [0] * 12 + [1] * 3 + [2], "item": list(range(1, 13)) + [5, 6, 7] + [9]})
+    seqs = training_sequences(train, max_len=8)
+    assert [s.tolist() for s in seqs] == [list(range(4, 13)), [5, 6, 7]]  # user 2 has one item: dropped
+
+
+def test_recommend_lists_are_long_enough_distinct_and_never_padding():
+    m = model("sasrec", "id")
+    rows = pd.DataFrame({"user": [7, 8], "history": [[1, 2, 2, 3], list(range(1, 20))]})
+    out = recommend(m, rows, top_k=5, progress=False)
+    assert out["user"].tolist() == [7, 8]
+    lens = [len(x) for x in out["items"]]
+    assert lens == list(list_lengths(list(rows["history"]), 5, N_ITEMS)) == [8, 24]
+    for items in out["items"]:
+        assert 0 not in items and len(set(items)) == len(items)
+
+
+def test_content_init_uses_the_content_geometry():
+    rng = np.random.default_rng(0)  # low-rank content (rank 8 < d): PCA keeps all of it
+    emb = (rng.normal(size=(N_ITEMS + 1, 8)) @ rng.normal(size=(8, 24))).astype(np.float32)
+    emb[0] = 0
+    m = model("sasrec", "content_init", emb)
+    w = m.items.table.weight.detach().numpy()[1:]
+    # PCA keeps pairwise geometry: distances correlate with the content distances
+    i, j = np.triu_indices(N_ITEMS, 1)
+    d_w = np.linalg.norm(w[i] - w[j], axis=1)
+    d_c = np.linalg.norm(emb[1:][i] - emb[1:][j], axis=1)
+    assert np.corrcoef(d_w, d_c)[0, 1] > 0.9
+
+
+def test_wrong_content_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="rows"):
+        SeqRec("sasrec", "content", N_ITEMS, CFG, content(n=N_ITEMS - 1))
