@@ -6,7 +6,6 @@ the command line (dvc.yaml's matrix), so adding a variant is a params change.
 import argparse
 import resource
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from _common import load_section, setup_logging
 from lib.io import atomic_path, read_json, write_json, write_parquet
 from lib.models.config import SeqRecConfig
 from lib.models.recommend import recommend
-from lib.models.training import accelerator, fit
+from lib.models.training import accelerator, fit, refit
 
 
 def main() -> None:
@@ -32,9 +31,7 @@ def main() -> None:
     setup_logging()
     name = f"{args.backbone}_{args.representation}"
 
-    info = read_json(args.split_dir / "split.json")
-    if info.get("retrain_on_validation"):
-        sys.exit("error: split.retrain_on_validation is not supported by the SeqRec trainer yet")
+    retrain = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
     train = pd.read_parquet(args.split_dir / "train.parquet")
     val = pd.read_parquet(args.split_dir / "val.parquet")
     test = pd.read_parquet(args.split_dir / "test.parquet")
@@ -46,6 +43,11 @@ def main() -> None:
     ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
     best, facts = fit(args.backbone, args.representation, cfg, train, val, n_items, content,
                       str(ckpt_tmp), logger=logger)
+    if retrain:  # final model: same recipe on train + validation period, epochs chosen on validation
+        best = refit(args.backbone, args.representation, cfg, pd.read_parquet(args.split_dir / "train_full.parquet"),
+                     n_items, content, facts["best_epoch"])
+        best.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
+        facts["retrained_on_validation_epochs"] = facts["best_epoch"]
     device = "cuda" if accelerator(cfg.train.device) == "gpu" else "cpu"
     for split_name, rows in (("val", val), ("test", test)):
         write_parquet(recommend(best.model, rows, cfg.top_k, device=device), args.recs_dir / f"{split_name}.parquet")

@@ -133,3 +133,24 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
         "parameters": sum(p.numel() for p in best.parameters() if p.requires_grad),
     }
     return best, facts
+
+
+def refit(backbone: str, representation: str, cfg: SeqRecConfig, train_full: pd.DataFrame, n_items: int,
+          content: np.ndarray | None, epochs: int, logger=None, progress: bool = True) -> SeqRecModule:
+    """Retrain from scratch on train + validation period for the epoch count chosen on validation.
+
+    Used with split.retrain_on_validation: validation can no longer select the checkpoint (its
+    targets are in the training data), so the number of epochs found by `fit` is reused.
+    """
+    tc = cfg.train
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    module = SeqRecModule(backbone, representation, n_items, asdict(cfg.model), asdict(tc), cfg.top_k, content)
+    loader = DataLoader(NextItemDataset(training_sequences(train_full, cfg.model.max_len)),
+                        batch_size=tc.batch_size, shuffle=True, collate_fn=NextItemDataset.collate,
+                        num_workers=tc.num_workers)
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices,
+                        logger=logger if logger is not None else False, deterministic=True,
+                        enable_progress_bar=progress, enable_model_summary=False, enable_checkpointing=False,
+                        limit_val_batches=0)
+    trainer.fit(module, loader)
+    return module

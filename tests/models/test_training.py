@@ -62,3 +62,12 @@ def test_early_stopping_stops(tmp_path):
     _, facts = fit("sasrec", "id", cfg(lr=1e-9, max_epochs=50, patience=2), train, val, N_ITEMS, None,
                    str(tmp_path / "c"), progress=False)
     assert facts["epochs"] < 50
+
+
+def test_refit_trains_the_given_number_of_epochs(tmp_path):
+    from lib.models.training import refit
+
+    train, _ = tiny_split()
+    module = refit("sasrec", "id", cfg(), train, N_ITEMS, None, epochs=2, progress=False)
+    assert module.trainer.current_epoch == 2
+    assert module.hparams.representation == "id"
