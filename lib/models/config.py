@@ -14,13 +14,15 @@ class ModelConfig:
     n_heads: int = 1  # attention heads
     dropout: float = 0.3  # on embeddings, attention and feed-forward
     max_len: int = 50  # history length the model reads (most recent items)
-    adapter_hidden: int = 256  # content adapter MLP width (content, content_plus_id)
+    adapter_hidden: int = 0  # content adapter: 0 = linear map, > 0 = MLP of this width
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.max_len < 2:
             raise ValueError("model.max_len: must be >= 2")
+        if self.adapter_hidden < 0:
+            raise ValueError("model.adapter_hidden: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("model.dropout: must be in [0, 1)")
 

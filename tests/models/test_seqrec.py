@@ -11,7 +11,7 @@ from lib.models.seqrec import SeqRec
 
 N_ITEMS = 30
 REPRS = ["id", "content_init", "content", "content_plus_id"]
-CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0, max_len=8, adapter_hidden=16)
+CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0, max_len=8, adapter_hidden=0)
 
 
 def content(seed=0, n=N_ITEMS, c=12):
@@ -131,3 +131,15 @@ def test_content_init_uses_the_content_geometry():
 def test_wrong_content_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="rows"):
         SeqRec("sasrec", "content", N_ITEMS, CFG, content(n=N_ITEMS - 1))
+
+
+def test_mlp_adapter_also_carries_content():
+    from dataclasses import replace
+
+    cfg = replace(CFG, adapter_hidden=8)
+    seq, lengths = pad([np.array([1, 2, 3])])
+    torch.manual_seed(0)
+    a = SeqRec("sasrec", "content", N_ITEMS, cfg, content(0)).eval().score_last(seq, lengths)
+    torch.manual_seed(0)
+    b = SeqRec("sasrec", "content", N_ITEMS, cfg, content(1)).eval().score_last(seq, lengths)
+    assert not torch.allclose(a[:, 1:], b[:, 1:])
