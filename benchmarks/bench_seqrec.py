@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run_one(backbone: str, epochs: int, representation: str) -> dict:
+def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | None) -> dict:
     import numpy as np
     import pandas as pd
     import torch
@@ -28,11 +28,14 @@ def run_one(backbone: str, epochs: int, representation: str) -> dict:
 
     from lib.config import from_dict
     from lib.models.config import SeqRecConfig
-    from lib.models.data import NextItemDataset, training_sequences
+    from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
     from lib.models.recommend import recommend
     from lib.models.seqrec import SeqRec
 
-    cfg = from_dict(SeqRecConfig, yaml.safe_load((ROOT / "params.yaml").read_text())[backbone], backbone)
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())[backbone]
+    if ce_chunk is not None:
+        section["train"]["ce_chunk"] = ce_chunk
+    cfg = from_dict(SeqRecConfig, section, backbone)
     split = ROOT / "data/split"
     train = pd.read_parquet(split / "train.parquet")
     test = pd.read_parquet(split / "test.parquet")
@@ -41,21 +44,23 @@ def run_one(backbone: str, epochs: int, representation: str) -> dict:
     torch.manual_seed(0)
     model = SeqRec(backbone, representation, n_items, cfg.model, content)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    loader = DataLoader(NextItemDataset(training_sequences(train, cfg.model.max_len)),
-                        batch_size=cfg.train.batch_size, shuffle=True, collate_fn=NextItemDataset.collate)
+    seqs = training_sequences(train, cfg.model.max_len)
+    loader = DataLoader(NextItemDataset(seqs), collate_fn=NextItemDataset.collate,
+                        batch_sampler=LengthBucketSampler([len(s) for s in seqs], cfg.train.batch_size))
     per_epoch = []
     for _ in range(epochs):
         model.train()
         t = time.perf_counter()
         for inp, tgt in loader:
             opt.zero_grad()
-            model.loss(inp, tgt, cfg.train.loss).backward()
+            model.loss(inp, tgt, cfg.train.loss, cfg.train.ce_chunk).backward()
             opt.step()
         per_epoch.append(time.perf_counter() - t)
     t = time.perf_counter()
     recommend(model, test, cfg.top_k, progress=False)
     infer = time.perf_counter() - t
-    return {"backbone": backbone, "representation": representation, "train_seconds_per_epoch": round(min(per_epoch), 2),
+    return {"backbone": backbone, "representation": representation, "ce_chunk": cfg.train.ce_chunk,
+            "train_seconds_per_epoch": round(min(per_epoch), 2),
             "inference_users_per_second": round(len(test) / infer, 1), "test_users": len(test),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "threads": torch.get_num_threads()}
@@ -66,14 +71,16 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--backbones", default="sasrec,gpt2")
     p.add_argument("--representation", default="id")
+    p.add_argument("--ce-chunk", type=int, default=None, help="override train.ce_chunk (0 = unchunked loss)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.epochs, args.representation)))
+        print(json.dumps(run_one(args.one, args.epochs, args.representation, args.ce_chunk)))
         return
     for b in args.backbones.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", b, "--epochs", str(args.epochs),
-                              "--representation", args.representation],
+                              "--representation", args.representation]
+                             + ([] if args.ce_chunk is None else ["--ce-chunk", str(args.ce_chunk)]),
                              check=True, capture_output=True, text=True).stdout
         print(out.strip().splitlines()[-1], flush=True)
 

@@ -30,6 +30,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     loss: Literal["ce", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); bce = 1 sampled negative
+    ce_chunk: int = 128  # positions per chunk of the full-softmax loss (lib/models/losses.py); 0 = all at once
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128  # users per batch; each batch is padded to its own longest sequence

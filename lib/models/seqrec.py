@@ -9,6 +9,7 @@ from torch import nn
 from lib.models.backbones import BACKBONES
 from lib.models.config import ModelConfig, Representation
 from lib.models.item_repr import ItemRepresentation
+from lib.models.losses import full_softmax_ce
 
 
 class SeqRec(nn.Module):
@@ -24,15 +25,14 @@ class SeqRec(nn.Module):
         """seq (B, L) right-padded item ids -> hidden states (B, L, d)."""
         return self.backbone(F.embedding(seq, item_matrix))
 
-    def loss(self, inp: torch.Tensor, tgt: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+    def loss(self, inp: torch.Tensor, tgt: torch.Tensor, kind: str = "ce", ce_chunk: int = 128) -> torch.Tensor:
         """Next-item loss at real positions only (tgt > 0): inp, tgt (B, L)."""
         e = self.items()  # (N+1, d)
         mask = tgt > 0
         h = self.hidden(inp, e)[mask]  # (M, d): never materialise logits for padding
         y = tgt[mask]  # (M,)
         if kind == "ce":  # full softmax over the catalogue (SASRec+, Klenitskiy & Vasilev 2023)
-            logits = h @ e[1:].T  # (M, N): padding is not a class
-            return F.cross_entropy(logits, y - 1)
+            return full_softmax_ce(h, e[1:], y - 1, ce_chunk)  # padding is not a class
         # Original SASRec: binary cross-entropy with one uniformly sampled negative per position.
         neg = torch.randint(1, self.n_items + 1, y.shape, device=y.device)
         pos_s = (h * e[y]).sum(-1)

@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 
 from lib import metrics
 from lib.models.config import ModelConfig, SeqRecConfig, TrainConfig
-from lib.models.data import HistoryDataset, NextItemDataset, training_sequences
+from lib.models.data import HistoryDataset, LengthBucketSampler, NextItemDataset, training_sequences
 from lib.models.recommend import list_lengths, top_items
 from lib.models.seqrec import SeqRec
 
@@ -43,7 +43,7 @@ class SeqRecModule(L.LightningModule):
 
     def training_step(self, batch, _):
         inp, tgt = batch
-        loss = self.model.loss(inp, tgt, self.train_cfg.loss)
+        loss = self.model.loss(inp, tgt, self.train_cfg.loss, self.train_cfg.ce_chunk)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 
@@ -90,6 +90,12 @@ def accelerator(device: str) -> str:
     return device
 
 
+def _train_loader(seqs: list[np.ndarray], tc: TrainConfig) -> DataLoader:
+    sampler = LengthBucketSampler([len(s) for s in seqs], tc.batch_size, tc.seed)
+    return DataLoader(NextItemDataset(seqs), batch_sampler=sampler, collate_fn=NextItemDataset.collate,
+                      num_workers=tc.num_workers)
+
+
 def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFrame, val: pd.DataFrame,
         n_items: int, content: np.ndarray | None, ckpt_dir: str, logger=None,
         progress: bool = True) -> tuple[SeqRecModule, dict]:
@@ -102,8 +108,7 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
     module.val_histories = list(val["history"])
     module.val_targets = val["target"].to_numpy(np.int64)
     seqs = training_sequences(train, cfg.model.max_len)
-    train_loader = DataLoader(NextItemDataset(seqs), batch_size=tc.batch_size, shuffle=True,
-                              collate_fn=NextItemDataset.collate, num_workers=tc.num_workers)
+    train_loader = _train_loader(seqs, tc)
     val_loader = DataLoader(HistoryDataset(module.val_histories, cfg.model.max_len), batch_size=512,
                             collate_fn=HistoryDataset.collate, num_workers=tc.num_workers)
     log.info("%s/%s: %d training sequences, %d validation users, %d items",
@@ -117,7 +122,7 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
         callbacks=[EarlyStopping(VAL_METRIC, mode="max", patience=tc.patience), ckpt, timer],
         check_val_every_n_epoch=tc.val_every, logger=logger if logger is not None else False,
         deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0)
+        num_sanity_val_steps=0, use_distributed_sampler=False)  # LengthBucketSampler shards by rank itself
     t0 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
     seconds = time.perf_counter() - t0
@@ -145,12 +150,10 @@ def refit(backbone: str, representation: str, cfg: SeqRecConfig, train_full: pd.
     tc = cfg.train
     L.seed_everything(tc.seed, workers=True, verbose=False)
     module = SeqRecModule(backbone, representation, n_items, asdict(cfg.model), asdict(tc), cfg.top_k, content)
-    loader = DataLoader(NextItemDataset(training_sequences(train_full, cfg.model.max_len)),
-                        batch_size=tc.batch_size, shuffle=True, collate_fn=NextItemDataset.collate,
-                        num_workers=tc.num_workers)
+    loader = _train_loader(training_sequences(train_full, cfg.model.max_len), tc)
     trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices,
                         logger=logger if logger is not None else False, deterministic=True,
                         enable_progress_bar=progress, enable_model_summary=False, enable_checkpointing=False,
-                        limit_val_batches=0)
+                        limit_val_batches=0, use_distributed_sampler=False)
     trainer.fit(module, loader)
     return module

@@ -143,3 +143,19 @@ def test_mlp_adapter_also_carries_content():
     torch.manual_seed(0)
     b = SeqRec("sasrec", "content", N_ITEMS, cfg, content(1)).eval().score_last(seq, lengths)
     assert not torch.allclose(a[:, 1:], b[:, 1:])
+
+
+def test_length_buckets_cover_every_sequence_once_with_homogeneous_batches():
+    from lib.models.data import LengthBucketSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 50, size=1000).tolist()
+    sampler = LengthBucketSampler(lengths, batch_size=32, seed=1)
+    first, second = list(sampler), list(sampler)
+    for epoch in (first, second):
+        flat = sorted(i for b in epoch for i in b)
+        assert flat == list(range(1000)) and len(epoch) == len(sampler) == 32
+        spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch]
+        assert np.median(spans) <= 2  # batches hold similar lengths, so padding is small
+    assert first != second  # a new order every epoch
+    assert list(LengthBucketSampler(lengths, 32, seed=1)) == first  # but reproducible from the seed
