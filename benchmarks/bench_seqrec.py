@@ -46,7 +46,8 @@ def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | Non
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     seqs = training_sequences(train, cfg.model.max_len)
     loader = DataLoader(NextItemDataset(seqs), collate_fn=NextItemDataset.collate,
-                        batch_sampler=LengthBucketSampler([len(s) for s in seqs], cfg.train.batch_size))
+                        batch_sampler=LengthBucketSampler([len(s) for s in seqs], cfg.train.batch_size,
+                                                           pool=cfg.train.length_pool))
     per_epoch = []
     for _ in range(epochs):
         model.train()

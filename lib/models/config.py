@@ -34,6 +34,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128  # users per batch; each batch is padded to its own longest sequence
+    length_pool: int = 4  # batches per length-sorted pool (lib/models/data.py); 1 = plain shuffle
     max_epochs: int = 200
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     val_every: int = 1  # validate every this many epochs

@@ -91,7 +91,7 @@ def accelerator(device: str) -> str:
 
 
 def _train_loader(seqs: list[np.ndarray], tc: TrainConfig) -> DataLoader:
-    sampler = LengthBucketSampler([len(s) for s in seqs], tc.batch_size, tc.seed)
+    sampler = LengthBucketSampler([len(s) for s in seqs], tc.batch_size, tc.seed, tc.length_pool)
     return DataLoader(NextItemDataset(seqs), batch_sampler=sampler, collate_fn=NextItemDataset.collate,
                       num_workers=tc.num_workers)
 

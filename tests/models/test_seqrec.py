@@ -145,17 +145,29 @@ def test_mlp_adapter_also_carries_content():
     assert not torch.allclose(a[:, 1:], b[:, 1:])
 
 
-def test_length_buckets_cover_every_sequence_once_with_homogeneous_batches():
+@pytest.mark.parametrize("pool", [1, 4, 1000])
+def test_length_buckets_cover_every_sequence_once(pool):
     from lib.models.data import LengthBucketSampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(2, 50, size=1000).tolist()
-    sampler = LengthBucketSampler(lengths, batch_size=32, seed=1)
+    sampler = LengthBucketSampler(lengths, batch_size=32, seed=1, pool=pool)
     first, second = list(sampler), list(sampler)
     for epoch in (first, second):
-        flat = sorted(i for b in epoch for i in b)
-        assert flat == list(range(1000)) and len(epoch) == len(sampler) == 32
-        spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch]
-        assert np.median(spans) <= 2  # batches hold similar lengths, so padding is small
+        assert sorted(i for b in epoch for i in b) == list(range(1000))
+        assert len(epoch) == len(sampler)
+        assert all(len(b) <= 32 for b in epoch)
     assert first != second  # a new order every epoch
-    assert list(LengthBucketSampler(lengths, 32, seed=1)) == first  # but reproducible from the seed
+    assert list(LengthBucketSampler(lengths, 32, seed=1, pool=pool)) == first  # reproducible from the seed
+
+
+def test_length_pools_reduce_padding():
+    from lib.models.data import LengthBucketSampler
+
+    rng = np.random.default_rng(0)
+    lengths = np.minimum(rng.geometric(0.1, size=4096) + 1, 50)
+    def padded(pool):
+        return sum(len(b) * lengths[b].max() for b in LengthBucketSampler(lengths.tolist(), 64, 0, pool))
+    assert padded(1000) < padded(4) < padded(1)
+    spans = [lengths[b].max() - lengths[b].min() for b in LengthBucketSampler(lengths.tolist(), 64, 0, 1000)]
+    assert np.median(spans) <= 1  # one big pool: batches of (nearly) one length
