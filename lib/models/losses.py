@@ -41,7 +41,7 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
 
 
 def full_softmax_ce(h: torch.Tensor, e: torch.Tensor, y: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    """Mean cross-entropy of logits h @ e.T against y; chunk = 0 materialises all logits at once."""
+    """Summed cross-entropy of logits h @ e.T against y; chunk = 0 materialises all logits at once."""
     if chunk <= 0 or h.shape[0] <= chunk:
-        return torch.nn.functional.cross_entropy(h @ e.T, y)
-    return _ChunkedSoftmaxCE.apply(h, e, y, chunk)
+        return torch.nn.functional.cross_entropy(h @ e.T, y, reduction="sum")
+    return _ChunkedSoftmaxCE.apply(h, e, y, chunk) * h.shape[0]

@@ -26,7 +26,12 @@ class SeqRec(nn.Module):
         return self.backbone(F.embedding(seq, item_matrix))
 
     def loss(self, inp: torch.Tensor, tgt: torch.Tensor, kind: str = "ce", ce_chunk: int = 128) -> torch.Tensor:
-        """Next-item loss at real positions only (tgt > 0): inp, tgt (B, L)."""
+        """Next-item loss at real positions only (tgt > 0), *summed* over positions: inp, tgt (B, L).
+
+        Summed, not averaged per batch: with length-sorted batches a per-batch mean would give a
+        position in a batch of short sequences far more weight than one in a batch of long ones.
+        The trainer divides by a constant (mean positions per batch) instead.
+        """
         e = self.items()  # (N+1, d)
         mask = tgt > 0
         h = self.hidden(inp, e)[mask]  # (M, d): never materialise logits for padding
@@ -37,8 +42,8 @@ class SeqRec(nn.Module):
         neg = torch.randint(1, self.n_items + 1, y.shape, device=y.device)
         pos_s = (h * e[y]).sum(-1)
         neg_s = (h * e[neg]).sum(-1)
-        return F.binary_cross_entropy_with_logits(torch.cat([pos_s, neg_s]),
-                                                  torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)]))
+        return F.binary_cross_entropy_with_logits(
+            torch.cat([pos_s, neg_s]), torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)]), reduction="sum")
 
     @torch.no_grad()
     def score_last(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -38,12 +38,14 @@ class SeqRecModule(L.LightningModule):
         self.train_cfg = TrainConfig(**train_cfg)
         self.model = SeqRec(backbone, representation, n_items, ModelConfig(**model_cfg), content)
         self.val_ndcg = MeanMetric()
+        self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
         self.val_histories: list = []
         self.val_targets: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def training_step(self, batch, _):
         inp, tgt = batch
-        loss = self.model.loss(inp, tgt, self.train_cfg.loss, self.train_cfg.ce_chunk)
+        # constant normaliser: every position weighs the same whatever its batch (see SeqRec.loss)
+        loss = self.model.loss(inp, tgt, self.train_cfg.loss, self.train_cfg.ce_chunk) / self.positions_per_batch
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 
@@ -96,6 +98,11 @@ def _train_loader(seqs: list[np.ndarray], tc: TrainConfig) -> DataLoader:
                       num_workers=tc.num_workers)
 
 
+def _positions_per_batch(seqs: list[np.ndarray], tc: TrainConfig) -> float:
+    """Mean number of predicted positions in a batch: each sequence of n items has n - 1 targets."""
+    return sum(len(s) - 1 for s in seqs) / max(1, -(-len(seqs) // tc.batch_size))
+
+
 def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFrame, val: pd.DataFrame,
         n_items: int, content: np.ndarray | None, ckpt_dir: str, logger=None,
         progress: bool = True) -> tuple[SeqRecModule, dict]:
@@ -109,6 +116,7 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
     module.val_targets = val["target"].to_numpy(np.int64)
     seqs = training_sequences(train, cfg.model.max_len)
     train_loader = _train_loader(seqs, tc)
+    module.positions_per_batch = _positions_per_batch(seqs, tc)
     val_loader = DataLoader(HistoryDataset(module.val_histories, cfg.model.max_len), batch_size=512,
                             collate_fn=HistoryDataset.collate, num_workers=tc.num_workers)
     log.info("%s/%s: %d training sequences, %d validation users, %d items",
@@ -150,7 +158,9 @@ def refit(backbone: str, representation: str, cfg: SeqRecConfig, train_full: pd.
     tc = cfg.train
     L.seed_everything(tc.seed, workers=True, verbose=False)
     module = SeqRecModule(backbone, representation, n_items, asdict(cfg.model), asdict(tc), cfg.top_k, content)
-    loader = _train_loader(training_sequences(train_full, cfg.model.max_len), tc)
+    seqs = training_sequences(train_full, cfg.model.max_len)
+    loader = _train_loader(seqs, tc)
+    module.positions_per_batch = _positions_per_batch(seqs, tc)
     trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices,
                         logger=logger if logger is not None else False, deterministic=True,
                         enable_progress_bar=progress, enable_model_summary=False, enable_checkpointing=False,
