@@ -56,8 +56,10 @@ class LengthBucketSampler(Sampler[list[int]]):
     plain shuffle almost every Beauty batch holds one 50-item user, and the backbone runs on
     6x more (padded) positions than real ones. Each epoch: a random permutation cut into pools
     of `pool` batches; each pool is sorted by length and cut into batches; the batch order is
-    shuffled. pool=1 is a plain shuffle; a large pool gives single-length batches, which train
-    measurably worse here (less diverse batches), so the default is a few batches per pool.
+    shuffled. pool=1 is a plain shuffle; a large pool gives single-length batches. With a
+    per-batch mean loss those trained worse on Beauty (val NDCG@10 ~0.038 vs 0.043); the loss is
+    now normalised by a constant instead, and pools of 4 matched plain shuffling. Single-length
+    batches were not re-tested with the constant normaliser.
     Under DDP each rank takes every world_size-th batch.
     """
 

@@ -4,8 +4,9 @@
 items = 390 MB per batch) and streams it through memory several times in forward and
 backward. Here the logits of `chunk` positions at a time are built, reduced to a logsumexp,
 and rebuilt in backward: the same values and gradients, with a working set that stays in
-cache. Measured on this project's 2-core CPU: about 2x faster per step, and peak memory of
-the loss drops from O(M N) to O(chunk N).
+cache. Measured on this project's 2-core CPU (8,000 positions, d=64, loss forward+backward):
+0.63 s unchunked vs 0.28-0.46 s with chunks of 128-512; a whole SASRec epoch went from 20.0 s
+to 17.5 s. Peak memory of the loss drops from O(M N) to O(chunk N).
 """
 from __future__ import annotations
 
