@@ -1,0 +1,77 @@
+"""Typed config of the GPT-2 Semantic-ID generator (params section `gpt2_sid`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SidModelConfig:
+    d_model: int = 128  # GPT-2 width (TIGER: 128)
+    n_layers: int = 4  # transformer blocks (TIGER: 4 encoder + 4 decoder)
+    n_heads: int = 4
+    d_ff: int = 512  # feed-forward width
+    dropout: float = 0.1
+    max_len: int = 20  # history items the model reads (TIGER protocol: 20); each is n_levels tokens
+    user_buckets: int = 0  # hashed user tokens prepended to the sequence (TIGER: 2000); 0 = none
+
+    def validate(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.max_len < 1 or self.n_layers < 1 or self.d_ff < 1:
+            raise ValueError("model: max_len, n_layers and d_ff must be >= 1")
+        if self.user_buckets < 0:
+            raise ValueError("model.user_buckets: must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("model.dropout: must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class SidTrainConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128  # users per batch, each batch padded to its own longest sequence
+    length_pool: int = 4  # batches per length-sorted pool ("sortish" batching); 1 = plain shuffle
+    max_epochs: int = 100
+    patience: int = 5  # validations without a better NDCG@10 before stopping
+    val_every: int = 2  # validate (beam search) every this many epochs
+    val_users: int = 1000  # fixed random subset of validation users decoded for early stopping; 0 = all
+    seed: int = 42
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = 1  # GPUs (DDP when > 1)
+    num_workers: int = 0
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
+            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if self.val_users < 0:
+            raise ValueError("train.val_users: must be >= 0")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam_width: int = 100  # beams = distinct items returned per user; must be >= top_k
+    batch_size: int = 16  # users decoded together (cache memory ~ batch x beams x tokens)
+    exclude_seen: bool = True  # never generate an item from the user's input
+
+    def validate(self) -> None:
+        if self.beam_width < 1 or self.batch_size < 1:
+            raise ValueError("decode: beam_width and batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class GPT2SidConfig:
+    model: SidModelConfig = field(default_factory=SidModelConfig)
+    train: SidTrainConfig = field(default_factory=SidTrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    top_k: int = 100  # items written per user
+
+    def validate(self) -> None:
+        if self.top_k < 1:
+            raise ValueError("top_k: must be >= 1")
+        if self.decode.beam_width < self.top_k:
+            raise ValueError(f"decode.beam_width: {self.decode.beam_width} < top_k={self.top_k}; "
+                             "each beam yields one item")

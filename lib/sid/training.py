@@ -1,0 +1,138 @@
+"""Training of the GPT-2 Semantic-ID generator with Lightning: early stopping on validation NDCG@10.
+
+Validation runs the very beam search used on test (same width, same seen-item exclusion) on
+a fixed random subset of validation users, so the model is selected for generation, not
+for next-token loss (an earlier implementation of this study validated on token scores).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
+
+from lib import metrics
+from lib.models.data import LengthBucketSampler
+from lib.models.training import EpochTimer, accelerator
+from lib.sid.beam import length_batches
+from lib.sid.config import DecodeConfig, GPT2SidConfig, SidModelConfig, SidTrainConfig
+from lib.sid.data import SidSequenceDataset, user_sequences
+from lib.sid.model import SidGPT2
+from lib.sid.recommend import decode_users
+from lib.sid.trie import SidTrie
+from lib.sid.vocab import SidVocab
+
+log = logging.getLogger(__name__)
+VAL_METRIC = "val/ndcg@10"
+VOCAB_KEYS = ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")
+
+
+class SidModule(L.LightningModule):
+    """Lightning wrapper; hyperparameters (model config + token layout) rebuild the model from a checkpoint."""
+
+    def __init__(self, vocab_meta: dict, model_cfg: dict, train_cfg: dict, decode_cfg: dict, top_k: int = 100):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = GPT2SidConfig(SidModelConfig(**model_cfg), SidTrainConfig(**train_cfg),
+                                 DecodeConfig(**decode_cfg), top_k)
+        ub = self.cfg.model.user_buckets
+        self.model = SidGPT2(vocab_meta["vocab_size"] + ub, 1 + (ub > 0), _column_masks(vocab_meta, ub),
+                             self.cfg.model)
+        self.val_ndcg = MeanMetric()
+        self.targets_per_batch = 1.0  # set by `fit`
+        self.vocab: SidVocab | None = None  # set by `fit`: the generator reads codes, the trie masks them
+        self.trie: SidTrie | None = None
+        self.val_rows: pd.DataFrame | None = None
+
+    def training_step(self, batch, _):
+        inp, tgt, col = batch
+        loss = self.model.loss(inp, tgt, col) / self.targets_per_batch  # constant normaliser, as SeqRec
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
+        return loss
+
+    def validation_step(self, rows, _):
+        v = self.val_rows.iloc[rows.cpu().numpy() if torch.is_tensor(rows) else rows]
+        hist = list(v["history"])
+        items, _ = decode_users(self.model, self.vocab, self.trie, v["user"].to_numpy(), hist, self.cfg,
+                                self.device)
+        ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
+        self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
+
+    def on_validation_epoch_end(self):
+        self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
+        self.val_ndcg.reset()
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+
+
+def _column_masks(vocab_meta: dict, user_buckets: int) -> np.ndarray:
+    sizes, offsets = vocab_meta["codebook_sizes"], vocab_meta["token_offsets"]
+    m = np.zeros((len(sizes), vocab_meta["vocab_size"] + user_buckets), dtype=bool)
+    for j, (o, s) in enumerate(zip(offsets, sizes, strict=True)):
+        m[j, o:o + s] = True
+    return m
+
+
+def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """A fixed random subset of n validation users (all when n = 0 or n >= len)."""
+    if not n or n >= len(val):
+        return val.reset_index(drop=True)
+    idx = np.sort(np.random.default_rng(seed).choice(len(val), n, replace=False))
+    return val.iloc[idx].reset_index(drop=True)
+
+
+def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, val: pd.DataFrame, ckpt_dir: str,
+        logger=None, progress: bool = True) -> tuple[SidModule, dict]:
+    """Train with early stopping on beam-search NDCG@10; return the best module and training facts."""
+    tc = cfg.train
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    module = SidModule({k: meta[k] for k in VOCAB_KEYS}, asdict(cfg.model), asdict(tc), asdict(cfg.decode),
+                       cfg.top_k)
+    trie = SidTrie(vocab.codes, vocab.sizes)
+    module.vocab, module.trie = vocab, trie
+    module.val_rows = validation_subset(val, tc.val_users, tc.seed)
+    users, seqs = user_sequences(train, cfg.model.max_len)
+    ds = SidSequenceDataset(users, seqs, vocab)
+    sampler = LengthBucketSampler(ds.lengths(), tc.batch_size, tc.seed, tc.length_pool)
+    train_loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate, num_workers=tc.num_workers)
+    n_targets = sum(len(s) * vocab.n_levels for s in seqs)
+    module.targets_per_batch = n_targets / max(1, len(sampler))
+    lengths = np.array([min(len(h), cfg.model.max_len) for h in module.val_rows["history"]])
+    val_loader = DataLoader(length_batches(lengths, cfg.decode.batch_size), batch_size=None)
+    log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users decoded, vocab %d",
+             len(seqs), n_targets, len(module.val_rows), vocab.vocab_size)
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1,
+                           save_last=False, enable_version_counter=False, save_weights_only=True)
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs, accelerator=accelerator(tc.device), devices=tc.devices,
+        callbacks=[EarlyStopping(VAL_METRIC, mode="max", patience=tc.patience), ckpt, timer],
+        check_val_every_n_epoch=tc.val_every, logger=logger if logger is not None else False,
+        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, use_distributed_sampler=False)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    seconds = time.perf_counter() - t0
+    state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+    module.load_state_dict(state["state_dict"])
+    facts = {
+        "best_val_ndcg@10": round(float(ckpt.best_model_score), 6),
+        "best_epoch": int(state["epoch"]) + 1,
+        "epochs": trainer.current_epoch,
+        "train_seconds": round(seconds, 1),
+        "seconds_per_epoch": round(float(np.median(timer.seconds)), 2) if timer.seconds else None,
+        "train_sequences": len(seqs),
+        "val_users_decoded": len(module.val_rows),
+        "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+    }
+    return module.cpu(), facts

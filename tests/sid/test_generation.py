@@ -1,0 +1,150 @@
+"""GPT-2 Semantic-ID model: token batches, exact constrained beam search, overfitting, checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from lib import metrics
+from lib.sid.beam import beam_search, length_batches
+from lib.sid.config import DecodeConfig, GPT2SidConfig, SidModelConfig, SidTrainConfig
+from lib.sid.data import SidSequenceDataset, user_sequences
+from lib.sid.model import SidGPT2
+from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
+from lib.sid.training import SidModule, fit
+from lib.sid.trie import SidTrie
+from lib.sid.vocab import SidVocab
+from tests.sid.conftest import N_ITEMS, cycle_split
+
+
+def config(**train):
+    tc = dict(lr=3e-3, batch_size=16, max_epochs=40, patience=40, val_every=5, device="cpu", seed=1)
+    tc.update(train)
+    return GPT2SidConfig(SidModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, dropout=0.0, max_len=8),
+                         SidTrainConfig(**tc), DecodeConfig(beam_width=10, batch_size=8), top_k=10)
+
+
+def random_model(vocab, seed=0):
+    torch.manual_seed(seed)
+    return SidGPT2(vocab.vocab_size, vocab.prefix_len, vocab.column_masks(), config().model).eval()
+
+
+def brute_force_logp(model, vocab, prompt):
+    """log p(item | prompt) of every item by scoring its C tokens in one full forward pass each."""
+    tok = vocab.item_tokens()
+    full = torch.tensor(np.stack([np.r_[prompt, tok[i]] for i in range(1, vocab.n_items + 1)]))
+    with torch.no_grad():
+        logits = model.lm(input_ids=full).logits
+    lp = torch.zeros(vocab.n_items)
+    for j in range(vocab.n_levels):
+        o, s = vocab.offsets[j], vocab.sizes[j]
+        col = torch.log_softmax(logits[:, len(prompt) - 1 + j, o:o + s], dim=-1)
+        lp += col[torch.arange(vocab.n_items), torch.from_numpy(vocab.codes[1:, j])]
+    return lp
+
+
+def test_collate_marks_each_target_with_its_code_column(sid_world):
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    ds = SidSequenceDataset(np.array([0, 1]), [np.array([1, 2]), np.array([5, 6, 7])], v)
+    inp, tgt, col = ds.collate([ds[0], ds[1]])
+    assert inp.shape == (2, 9)  # bos + 3 items x 3 codes, minus the last token
+    assert col[0].tolist() == [0, 1, 2, 0, 1, 2, -1, -1, -1]  # bos predicts column 0; padding is -1
+    assert col[1].tolist() == [0, 1, 2] * 3
+    assert torch.equal(tgt[1, :8], inp[1, 1:])  # the target is the next input token
+    assert tgt[0, 6:].tolist() == [0, 0, 0] and inp[0, 0] == v.bos
+
+
+def test_user_sequences_keep_last_items_of_users_with_two():
+    import pandas as pd
+    train = pd.DataFrame({"user": [0, 0, 0, 1, 2, 2], "item": [1, 2, 3, 4, 5, 6]})
+    users, seqs = user_sequences(train, max_len=1)
+    assert users.tolist() == [0, 2] and [s.tolist() for s in seqs] == [[2, 3], [5, 6]]
+
+
+@pytest.mark.parametrize("user_buckets", [0, 7])
+def test_full_width_beam_search_equals_brute_force_ranking(sid_world, user_buckets):
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta, user_buckets)
+    model = random_model(v)
+    trie = SidTrie(codes, v.sizes)
+    prompts = np.stack([v.sequence(np.array(h), u) for u, h in [(3, [1, 2]), (4, [9, 20])]])
+    items, scores, got_codes = beam_search(model, torch.tensor(prompts), trie, v.offsets.tolist(), N_ITEMS)
+    for b in range(2):
+        lp = brute_force_logp(model, v, prompts[b])
+        assert items[b].tolist() == (torch.argsort(lp, descending=True) + 1).tolist()
+        torch.testing.assert_close(scores[b], lp.sort(descending=True).values, atol=1e-4, rtol=1e-4)
+        assert (codes[items[b].numpy()] == got_codes[b].numpy()).all()
+
+
+def test_narrow_beam_returns_distinct_real_unseen_items(sid_world):
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    model, trie = random_model(v, seed=3), SidTrie(codes, v.sizes)
+    hist = [[1, 2, 3, 4, 5, 6, 7], [24, 23]]
+    prompts = torch.tensor(np.stack([v.sequence(np.array(h[-2:]), 0) for h in hist]))
+    ex = [trie.exhausted(hist, d) for d in range(v.n_levels + 1)]
+    items, scores, _ = beam_search(model, prompts, trie, v.offsets.tolist(), 5, ex)
+    for b, h in enumerate(hist):
+        got = items[b].tolist()
+        assert len(set(got)) == 5 and 0 not in got and not set(got) & set(h)
+        assert (scores[b][:-1] >= scores[b][1:]).all()
+    # asking for every item: exactly the unseen ones come back, then empty beams
+    items, scores, _ = beam_search(model, prompts, trie, v.offsets.tolist(), N_ITEMS, ex)
+    for b, h in enumerate(hist):
+        got = [i for i in items[b].tolist() if i]
+        assert sorted(got) == sorted(set(range(1, N_ITEMS + 1)) - set(h))
+        assert torch.isinf(scores[b][len(got):]).all()
+
+
+def test_length_batches_group_equal_lengths():
+    lengths = np.array([3, 1, 3, 3, 1, 2])
+    batches = length_batches(lengths, 2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    assert all(len(set(lengths[b])) == 1 and len(b) <= 2 for b in batches)
+
+
+def test_model_overfits_successor_rule_and_checkpoint_rebuilds_it(tmp_path, sid_world):
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    train, val = cycle_split()
+    module, facts = fit(config(), v, meta, train, val, str(tmp_path / "ck"), progress=False)
+    assert facts["best_val_ndcg@10"] > 0.9
+    recs, gen = recommend(module.model, v, module.trie, val, config(), progress=False)
+    hist = list(val["history"])
+    for items, h in zip(recs["items"], hist, strict=True):
+        assert len(items) == 10 and len(set(items)) == 10 and not set(items) & set(h)
+        assert items.min() >= 1 and items.max() <= N_ITEMS
+    top1 = metrics.top_k(list(recs["items"]), 1)[:, 0]
+    assert np.mean(top1 == val["target"].to_numpy()) > 0.9
+    assert invalid_rate(gen, v) == 0.0
+    hits = prefix_hit_rates(list(recs["items"]), val["target"].to_numpy(), v, k=1)
+    assert hits["prefix_hr@1/codes1"] >= hits["prefix_hr@1/codes2"] >= hits["prefix_hr@1/codes3"] > 0.9
+    re = SidModule.load_from_checkpoint(str(tmp_path / "ck" / "best.ckpt"), map_location="cpu")
+    assert re.hparams.model_cfg["d_model"] == 32 and re.hparams.vocab_meta["vocab_size"] == meta["vocab_size"]
+    for a, b in zip(re.state_dict().values(), module.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_same_seed_same_validation(tmp_path, sid_world):
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    train, val = cycle_split()
+    c = config(max_epochs=4, val_every=2)
+    _, a = fit(c, v, meta, train, val, str(tmp_path / "a"), progress=False)
+    _, b = fit(c, v, meta, train, val, str(tmp_path / "b"), progress=False)
+    assert a["best_val_ndcg@10"] == b["best_val_ndcg@10"]
+
+
+def test_invalid_rate_and_prefix_hits_by_hand(sid_world):
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    gen = np.array([[[0, 0, 0], [3, 2, 1], [0, 0, 5], [-1, -1, -1]]])  # two items, one unknown, one empty
+    assert invalid_rate(gen, v) == pytest.approx(1 / 3)
+    # target 5 = (0, 1, 1); list [2 = (0, 1, 0), 7 = (1, 0, 0)]: agrees on 2 codes, not 3
+    hits = prefix_hit_rates([np.array([2, 7]), np.array([5])], np.array([5, 5]), v, k=2)
+    assert hits == {"prefix_hr@2/codes1": 1.0, "prefix_hr@2/codes2": 1.0, "prefix_hr@2/codes3": 0.5}
+
+
+def test_config_checks_beam_width():
+    from lib.config import ConfigError, from_dict
+    with pytest.raises(ConfigError, match="beam_width"):
+        from_dict(GPT2SidConfig, {"top_k": 50, "decode": {"beam_width": 20}}, "gpt2_sid")
