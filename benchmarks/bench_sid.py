@@ -1,0 +1,91 @@
+"""Benchmark: GPT-2 Semantic-ID training seconds per epoch and constrained beam-search speed.
+
+Runs on the real split (data/split) and tokenizer output (data/rqvae) with the `gpt2_sid`
+params of params.yaml. Decoding cost does not depend on the weights, so an untrained model
+gives the same timing as a trained one; pass --checkpoint to time (and sanity-check) a
+trained model instead:
+
+    python benchmarks/bench_sid.py [--epochs 1] [--users 0] [--checkpoint data/models/gpt2_sid/model.ckpt]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--epochs", type=int, default=1, help="training epochs to time (0 = skip)")
+    p.add_argument("--users", type=int, default=0, help="test users to decode (0 = all)")
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--codes-dir", type=Path, default=ROOT / "data/rqvae")
+    args = p.parse_args()
+
+    import numpy as np
+    import pandas as pd
+    import torch
+    import yaml
+    from torch.utils.data import DataLoader
+
+    from lib.config import from_dict
+    from lib.io import read_json
+    from lib.models.data import LengthBucketSampler
+    from lib.sid.config import GPT2SidConfig
+    from lib.sid.data import SidSequenceDataset, user_sequences
+    from lib.sid.recommend import invalid_rate, recommend
+    from lib.sid.training import VOCAB_KEYS, SidModule
+    from lib.sid.trie import SidTrie
+    from lib.sid.vocab import SidVocab
+
+    cfg = from_dict(GPT2SidConfig, yaml.safe_load((ROOT / "params.yaml").read_text())["gpt2_sid"], "gpt2_sid")
+    meta = read_json(args.codes_dir / "meta.json")
+    vocab = SidVocab.from_meta(np.load(args.codes_dir / "codes.npy"), meta, cfg.model.user_buckets)
+    trie = SidTrie(vocab.codes, vocab.sizes)
+    split = ROOT / "data/split"
+    test = pd.read_parquet(split / "test.parquet")
+    if args.users:
+        test = test.iloc[: args.users]
+    torch.manual_seed(0)
+    if args.checkpoint:
+        module = SidModule.load_from_checkpoint(str(args.checkpoint), map_location="cpu")
+    else:
+        module = SidModule({k: meta[k] for k in VOCAB_KEYS}, cfg.model.__dict__, cfg.train.__dict__,
+                           cfg.decode.__dict__, cfg.top_k)
+    model = module.model
+    out = {"threads": torch.get_num_threads(), "vocab_size": vocab.vocab_size, "n_levels": vocab.n_levels}
+    if args.epochs:
+        users, seqs = user_sequences(pd.read_parquet(split / "train.parquet"), cfg.model.max_len)
+        ds = SidSequenceDataset(users, seqs, vocab)
+        sampler = LengthBucketSampler(ds.lengths(), cfg.train.batch_size, pool=cfg.train.length_pool)
+        loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+        per_epoch = []
+        for _ in range(args.epochs):
+            model.train()
+            t = time.perf_counter()
+            for inp, tgt, col in loader:
+                opt.zero_grad()
+                model.loss(inp, tgt, col).backward()
+                opt.step()
+            per_epoch.append(time.perf_counter() - t)
+        out["train_seconds_per_epoch"] = round(min(per_epoch), 1)
+    t = time.perf_counter()
+    recs, codes = recommend(model, vocab, trie, test, cfg, progress=True)
+    seconds = time.perf_counter() - t
+    out.update({"decoded_users": len(test), "beam_width": cfg.decode.beam_width,
+                "decode_batch_size": cfg.decode.batch_size, "decode_seconds": round(seconds, 1),
+                "users_per_second": round(len(test) / seconds, 1), "invalid_id_rate": invalid_rate(codes, vocab),
+                "min_list_length": int(min(len(i) for i in recs["items"])),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
