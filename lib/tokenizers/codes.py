@@ -1,0 +1,141 @@
+"""Semantic IDs from any tokenizer's raw codes: the collision level, the token layout, diagnostics.
+
+A tokenizer (RQ-VAE now; residual k-means, random codes or LSH later) maps item i to raw codes
+(L,), code c of level l in [0, sizes[l]). Items may share all L codes (identical or near-identical
+content); as in TIGER (Rajput et al. 2023, §3.1) and GRID, one extra level numbers the items of
+each such group 0, 1, 2, ... in item id order, so every full ID is unique.
+
+The generator sees a tokenizer only through what `semantic_ids` returns (written by the stage):
+  codes (N+1, L+1) int64: row i = item i's Semantic ID, row 0 = -1 (padding has no codes);
+  meta: sizes per column (the last = largest collision group), token offsets and vocab size.
+Code c of column j is token `token_offsets[j] + c`; tokens 0..2 are pad/bos/eos, so no code is
+ever read as padding and the columns' token ranges do not overlap.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {"pad": 0, "bos": 1, "eos": 2}
+PAD_CODE = -1  # codes.npy row 0: the padding item has no codes
+
+
+def check_embeddings(emb: np.ndarray, n_items: int, dim: int | None = None) -> None:
+    """Embeddings must be the embed stage's contract: (n_items+1, dim) floats, row 0 = padding zeros."""
+    if emb.ndim != 2 or emb.shape[0] != n_items + 1:
+        raise ValueError(f"embeddings have shape {emb.shape}; expected ({n_items + 1}, dim): "
+                         f"row i = item id i for {n_items} items plus padding row 0")
+    if dim is not None and emb.shape[1] != dim:
+        raise ValueError(f"embeddings have {emb.shape[1]} columns but their meta.json says dim={dim}")
+    if np.any(emb[0]):
+        raise ValueError("embeddings row 0 (padding) is not all zeros: rows are not aligned to item ids")
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings contain NaN or inf")
+
+
+def fit_item_ids(n_items: int, fit_items: Literal["train", "all"],
+                 train_items: np.ndarray | None = None) -> np.ndarray:
+    """Item ids (sorted, unique) a tokenizer is fitted on; every item 1..N is encoded either way.
+
+    train: the items with at least one training interaction (`train_items`: their ids, repeats allowed),
+    so the codebooks never see content first seen in the validation/test period. all: items 1..N.
+    """
+    if fit_items == "all":
+        log.warning("fit_items=all: the tokenizer is fitted on all %d items, including items first seen "
+                    "in the validation/test period", n_items)
+        return np.arange(1, n_items + 1, dtype=np.int64)
+    if train_items is None:
+        raise ValueError("fit_items=train needs the training interactions' item ids")
+    ids = np.unique(np.asarray(train_items, dtype=np.int64))
+    if len(ids) == 0:
+        raise ValueError("fit_items=train: the training split has no items")
+    if ids[0] < 1 or ids[-1] > n_items:
+        raise ValueError(f"training item ids span {ids[0]}..{ids[-1]}, outside the catalogue 1..{n_items}")
+    log.info("fit_items=train: fitting on %d of %d items (%d cold items are only encoded)",
+             len(ids), n_items, n_items - len(ids))
+    return ids
+
+
+def collision_level(raw: np.ndarray) -> np.ndarray:
+    """(N, L) raw codes -> (N,) rank of each item within its group of equal code tuples (0 = first).
+
+    Ranks follow row order (= item id order), so they are deterministic and an item that shares its
+    codes with no other item gets 0.
+    """
+    _, group = np.unique(raw, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")  # rows grouped, item id order within a group
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(group)]))  # (N,) group start in sorted order
+    rank = np.empty(len(group), dtype=np.int64)
+    rank[order] = np.arange(len(group)) - first
+    return rank
+
+
+def token_layout(sizes: Sequence[int]) -> tuple[list[int], int]:
+    """(offsets, vocab_size): column j's codes take tokens offsets[j] .. offsets[j] + sizes[j] - 1."""
+    offsets = (len(SPECIAL_TOKENS) + np.r_[0, np.cumsum(sizes)[:-1]]).astype(int).tolist()
+    return offsets, len(SPECIAL_TOKENS) + int(sum(sizes))
+
+
+def code_tokens(codes: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
+    """(N+1, C) codes -> (N+1, C) generator tokens; padding rows (codes -1) become the pad token."""
+    tokens = codes + np.asarray(offsets, dtype=np.int64)
+    return np.where(codes == PAD_CODE, SPECIAL_TOKENS["pad"], tokens)
+
+
+def level_stats(raw: np.ndarray, sizes: Sequence[int]) -> dict:
+    """Per level l: codes used by at least one item (count, fraction of sizes[l]) and the perplexity
+    exp(entropy) of the code distribution over items (= sizes[l] when usage is uniform, 1 when collapsed)."""
+    out = {}
+    for level, size in enumerate(sizes):
+        counts = np.bincount(raw[:, level], minlength=size)
+        p = counts[counts > 0] / counts.sum()
+        out[f"level_{level}"] = {"codes_used": int((counts > 0).sum()),
+                                 "usage": round(float((counts > 0).mean()), 6),
+                                 "perplexity": round(float(np.exp(-(p * np.log(p)).sum())), 3)}
+    return out
+
+
+def collision_stats(raw: np.ndarray) -> dict:
+    """How many items share their full raw code tuple with another item (before the extra level)."""
+    _, counts = np.unique(raw, axis=0, return_counts=True)
+    return {"collision_rate": round(float(counts[counts > 1].sum() / len(raw)), 6),
+            "colliding_groups": int((counts > 1).sum()),
+            "largest_group": int(counts.max()),
+            "unique_prefixes": len(counts)}
+
+
+def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str) -> tuple[np.ndarray, dict, dict]:
+    """A tokenizer's raw codes of items 1..N as unique Semantic IDs.
+
+    raw: (N, L) ints, column l in [0, sizes[l]). Returns
+      codes (N+1, L+1) int64: row 0 = -1, last column = collision level (`collision_level`);
+      meta: method, levels (L), n_levels (L+1), codebook_sizes (L+1; the last = largest group, >= 1),
+        special_tokens, token_offsets, vocab_size, n_items;
+      diagnostics: `level_stats` of the L levels and `collision_stats`.
+    """
+    raw = np.asarray(raw, dtype=np.int64)
+    if raw.ndim != 2 or raw.shape[1] != len(sizes) or len(raw) == 0:
+        raise ValueError(f"raw codes have shape {raw.shape}; expected (n_items, {len(sizes)})")
+    if raw.min() < 0 or np.any(raw.max(axis=0) >= np.asarray(sizes)):
+        raise ValueError(f"raw codes fall outside [0, size) for sizes {list(sizes)}")
+    extra = collision_level(raw)
+    codes = np.full((len(raw) + 1, raw.shape[1] + 1), PAD_CODE, dtype=np.int64)
+    codes[1:, :-1] = raw
+    codes[1:, -1] = extra
+    all_sizes = [int(s) for s in sizes] + [int(extra.max()) + 1]
+    offsets, vocab = token_layout(all_sizes)
+    meta = {"method": method, "levels": len(sizes), "n_levels": len(all_sizes), "codebook_sizes": all_sizes,
+            "special_tokens": dict(SPECIAL_TOKENS), "token_offsets": offsets, "vocab_size": vocab,
+            "n_items": len(raw), "rows": "row i = item id i; row 0 = padding (all -1); last column = collision level"}
+    diagnostics = {**level_stats(raw, sizes), **collision_stats(raw)}
+    log.info("%s: %d items, %.2f%% in %d colliding groups (largest %d); vocab %d", method, len(raw),
+             100 * diagnostics["collision_rate"], diagnostics["colliding_groups"], diagnostics["largest_group"], vocab)
+    return codes, meta, diagnostics

@@ -1,0 +1,56 @@
+"""Stage `rqvae`: item content embeddings -> RQ-VAE Semantic IDs (TIGER), made unique by one extra level."""
+import resource
+
+import numpy as np
+import pandas as pd
+import torch
+
+from _common import load_section, setup_logging, stage_args
+from lib.io import atomic_path, read_json, write_json, write_npy
+from lib.tokenizers.codes import check_embeddings, fit_item_ids, semantic_ids
+from lib.tokenizers.rqvae import RQVAEConfig, checkpoint, fit_and_encode
+
+
+def main(argv=None) -> None:
+    args = stage_args(__doc__, {
+        "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
+        "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
+        "split-dir": "split directory: train.parquet gives the fit items (fit_items=train)",
+        "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt",
+        "metrics": "output: metrics JSON",
+        "plots-dir": "output: dvclive training curves",
+    }, argv=argv)
+    cfg = load_section(args.params, "rqvae", RQVAEConfig)
+    setup_logging()
+    try:
+        emb_meta = read_json(args.embed_meta)
+        emb = np.load(args.embeddings)
+        check_embeddings(emb, emb_meta["n_items"], emb_meta.get("dim"))
+        train_items = (pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].to_numpy()
+                       if cfg.fit_items == "train" else None)
+        fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items)
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+    from dvclive import Live  # only the stage logs; lib stays logger-agnostic
+    with Live(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        def on_epoch(epoch: int, logs: dict) -> None:
+            for name, value in logs.items():
+                live.log_metric(name, value)
+            live.next_step()
+
+        model, raw, facts = fit_and_encode(emb, fit_ids, cfg, on_epoch)
+    codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, "rqvae")
+    meta |= {"fit_items": cfg.fit_items, "fit_item_count": facts["fit_item_count"],
+             "embeddings": {"model": emb_meta.get("model"), "dim": int(emb.shape[1])}}
+    write_npy(codes, args.out_dir / "codes.npy")
+    write_json(meta, args.out_dir / "meta.json")
+    with atomic_path(args.out_dir / "model.pt") as tmp:
+        torch.save(checkpoint(model, cfg, emb.shape[1]), tmp)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json({**facts, **diagnostics, "n_items": meta["n_items"], "vocab_size": meta["vocab_size"],
+                "peak_memory_mb": round(peak, 1)}, args.metrics)
+
+
+if __name__ == "__main__":
+    main()
