@@ -62,7 +62,7 @@ def main() -> None:
     out = {"threads": torch.get_num_threads(), "vocab_size": vocab.vocab_size, "n_levels": vocab.n_levels}
     if args.epochs:
         users, seqs = user_sequences(pd.read_parquet(split / "train.parquet"), cfg.model.max_len)
-        ds = SidSequenceDataset(users, seqs, vocab)
+        ds = SidSequenceDataset(users, seqs, vocab, trie.node_of)
         sampler = LengthBucketSampler(ds.lengths(), cfg.train.batch_size, pool=cfg.train.length_pool)
         loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
@@ -70,9 +70,9 @@ def main() -> None:
         for _ in range(args.epochs):
             model.train()
             t = time.perf_counter()
-            for inp, tgt, col in loader:
+            for inp, tgt, col, node in loader:
                 opt.zero_grad()
-                model.loss(inp, tgt, col).backward()
+                model.loss(inp, tgt, col, node, trie.children).backward()
                 opt.step()
             per_epoch.append(time.perf_counter() - t)
         out["train_seconds_per_epoch"] = round(min(per_epoch), 1)

@@ -36,8 +36,11 @@ def beam_search(model: SidGPT2, prompts: torch.Tensor, trie: SidTrie, offsets: l
     rows = torch.arange(b, device=prompts.device)[:, None]
     for d, child_table in enumerate(trie.children):
         k, s = node.shape[1], child_table.shape[1]
-        logp = torch.log_softmax(logits[:, offsets[d]:offsets[d] + s], dim=-1).view(b, k, s)
         child = child_table[node.clamp(min=0)]  # (B, k, S): next node per code, -1 = no such item
+        lg = logits[:, offsets[d]:offsets[d] + s].view(b, k, s)
+        if model.cfg.trie_softmax:  # the model's distribution is over real continuations only
+            lg = lg.masked_fill(child < 0, NEG_INF)
+        logp = torch.log_softmax(lg, dim=-1)  # NaN rows (dead beams) are masked out below
         ok = (child >= 0) & (scores > NEG_INF)[..., None]
         if exhausted is not None:
             ok &= ~exhausted[d + 1].gather(1, child.clamp(min=0).view(b, -1)).view(b, k, s)

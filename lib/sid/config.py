@@ -14,6 +14,7 @@ class SidModelConfig:
     dropout: float = 0.1
     max_len: int = 20  # history items the model reads (TIGER protocol: 20); each is n_levels tokens
     user_buckets: int = 0  # hashed user tokens prepended to the sequence (TIGER: 2000); 0 = none
+    trie_softmax: bool = True  # each code's softmax covers only the codes that continue its prefix to a real item
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:

@@ -20,32 +20,46 @@ def user_sequences(train: pd.DataFrame, max_len: int) -> tuple[np.ndarray, list[
 
 
 class SidSequenceDataset(Dataset):
-    """Training: one user's tokens -> (input, next-token target, target's code column or -1)."""
+    """Training: one user's tokens -> (input, next-token target, target's code column or -1, prefix node).
 
-    def __init__(self, users: np.ndarray, seqs: list[np.ndarray], vocab: SidVocab):
+    `node_of` (SidTrie.node_of: depth d -> (N+1,) trie node of each item's d-code prefix) gives,
+    for each target code, the node whose children are the allowed codes (trie_softmax); without
+    it the node tensor is all -1.
+    """
+
+    def __init__(self, users: np.ndarray, seqs: list[np.ndarray], vocab: SidVocab,
+                 node_of: list[np.ndarray] | None = None):
         tokens = vocab.item_tokens()
         self.seqs = [vocab.sequence(s, u, tokens) for u, s in zip(users, seqs, strict=True)]
         self.prefix_len, self.n_levels = vocab.prefix_len, vocab.n_levels
+        pad = np.full(self.prefix_len, -1, dtype=np.int64)
+        if node_of is None:
+            self.nodes = [np.full(len(t), -1, dtype=np.int64) for t in self.seqs]
+        else:
+            depth = np.stack(node_of[: self.n_levels], axis=1)  # (N+1, C): node of the prefix before code j
+            self.nodes = [np.concatenate([pad, depth[s].reshape(-1)]) for s in seqs]
 
     def __len__(self) -> int:
         return len(self.seqs)
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.seqs[i]
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.seqs[i], self.nodes[i]
 
     def lengths(self) -> list[int]:
         return [len(s) - 1 for s in self.seqs]
 
-    def collate(self, batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded (B, T) input, target and target column; padding targets get column -1."""
-        t = max(len(s) for s in batch) - 1
+    def collate(self, batch: list[tuple[np.ndarray, np.ndarray]]):
+        """Right-padded (B, T) input, target, target column and prefix node; padding targets get -1."""
+        t = max(len(s) for s, _ in batch) - 1
         inp = torch.zeros(len(batch), t, dtype=torch.long)  # pad token is 0 (SidVocab)
         tgt = torch.zeros(len(batch), t, dtype=torch.long)
         col = torch.full((len(batch), t), -1, dtype=torch.long)
-        for i, s in enumerate(batch):
+        node = torch.full((len(batch), t), -1, dtype=torch.long)
+        for i, (s, nd) in enumerate(batch):
             n = len(s) - 1
             inp[i, :n] = torch.from_numpy(s[:-1])
             tgt[i, :n] = torch.from_numpy(s[1:])
+            node[i, :n] = torch.from_numpy(nd[1:])
             j = np.arange(1, n + 1) - self.prefix_len  # token index within the item part
             col[i, :n] = torch.from_numpy(np.where(j >= 0, j % self.n_levels, -1))
-        return inp, tgt, col
+        return inp, tgt, col, node

@@ -52,8 +52,9 @@ class SidModule(L.LightningModule):
         self.val_rows: pd.DataFrame | None = None
 
     def training_step(self, batch, _):
-        inp, tgt, col = batch
-        loss = self.model.loss(inp, tgt, col) / self.targets_per_batch  # constant normaliser, as SeqRec
+        inp, tgt, col, node = batch
+        children = self.trie.children if self.model.cfg.trie_softmax else None
+        loss = self.model.loss(inp, tgt, col, node, children) / self.targets_per_batch  # constant, as SeqRec
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 
@@ -102,7 +103,7 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
     module.vocab, module.trie = vocab, trie
     module.val_rows = validation_subset(val, tc.val_users, tc.seed)
     users, seqs = user_sequences(train, cfg.model.max_len)
-    ds = SidSequenceDataset(users, seqs, vocab)
+    ds = SidSequenceDataset(users, seqs, vocab, trie.node_of)
     sampler = LengthBucketSampler(ds.lengths(), tc.batch_size, tc.seed, tc.length_pool)
     train_loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate, num_workers=tc.num_workers)
     n_targets = sum(len(s) * vocab.n_levels for s in seqs)

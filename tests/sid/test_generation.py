@@ -22,13 +22,17 @@ def config(**train):
                          SidTrainConfig(**tc), DecodeConfig(beam_width=10, batch_size=8), top_k=10)
 
 
-def random_model(vocab, seed=0):
+def random_model(vocab, seed=0, trie_softmax=True):
     torch.manual_seed(seed)
-    return SidGPT2(vocab.vocab_size, vocab.prefix_len, vocab.column_masks(), config().model).eval()
+    cfg = SidModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, dropout=0.0, max_len=8, trie_softmax=trie_softmax)
+    return SidGPT2(vocab.vocab_size, vocab.prefix_len, vocab.column_masks(), cfg).eval()
 
 
-def brute_force_logp(model, vocab, prompt):
-    """log p(item | prompt) of every item by scoring its C tokens in one full forward pass each."""
+def brute_force_logp(model, vocab, prompt, trie=None):
+    """log p(item | prompt) of every item by scoring its C tokens in one full forward pass each.
+
+    With a trie, each code's softmax is over the children of its prefix (trie_softmax).
+    """
     tok = vocab.item_tokens()
     full = torch.tensor(np.stack([np.r_[prompt, tok[i]] for i in range(1, vocab.n_items + 1)]))
     with torch.no_grad():
@@ -36,21 +40,44 @@ def brute_force_logp(model, vocab, prompt):
     lp = torch.zeros(vocab.n_items)
     for j in range(vocab.n_levels):
         o, s = vocab.offsets[j], vocab.sizes[j]
-        col = torch.log_softmax(logits[:, len(prompt) - 1 + j, o:o + s], dim=-1)
+        lg = logits[:, len(prompt) - 1 + j, o:o + s]
+        if trie is not None:
+            lg = lg.masked_fill(trie.children[j][torch.from_numpy(trie.node_of[j][1:])] < 0, float("-inf"))
+        col = torch.log_softmax(lg, dim=-1)
         lp += col[torch.arange(vocab.n_items), torch.from_numpy(vocab.codes[1:, j])]
     return lp
 
 
-def test_collate_marks_each_target_with_its_code_column(sid_world):
+def test_collate_marks_each_target_with_its_code_column_and_prefix_node(sid_world):
     codes, meta = sid_world
     v = SidVocab.from_meta(codes, meta)
-    ds = SidSequenceDataset(np.array([0, 1]), [np.array([1, 2]), np.array([5, 6, 7])], v)
-    inp, tgt, col = ds.collate([ds[0], ds[1]])
+    trie = SidTrie(codes, v.sizes)
+    ds = SidSequenceDataset(np.array([0, 1]), [np.array([1, 2]), np.array([5, 6, 7])], v, trie.node_of)
+    inp, tgt, col, node = ds.collate([ds[0], ds[1]])
+    # target item 2's codes: root, then the nodes of its 1- and 2-code prefixes
+    assert node[0, 3:6].tolist() == [0, trie.node_of[1][2], trie.node_of[2][2]]
+    assert node[0, 6:].tolist() == [-1] * 3
     assert inp.shape == (2, 9)  # bos + 3 items x 3 codes, minus the last token
     assert col[0].tolist() == [0, 1, 2, 0, 1, 2, -1, -1, -1]  # bos predicts column 0; padding is -1
     assert col[1].tolist() == [0, 1, 2] * 3
     assert torch.equal(tgt[1, :8], inp[1, 1:])  # the target is the next input token
     assert tgt[0, 6:].tolist() == [0, 0, 0] and inp[0, 0] == v.bos
+
+
+def test_trie_softmax_loss_is_item_nll(sid_world):
+    """With trie_softmax the summed loss of one item equals -log p(item) of the brute-force scorer."""
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    trie = SidTrie(codes, v.sizes)
+    model = random_model(v, seed=5)
+    ds = SidSequenceDataset(np.array([0]), [np.array([3, 9])], v, trie.node_of)
+    inp, tgt, col, node = ds.collate([ds[0]])
+    col[0, :3] = -1  # score only item 9, given bos + item 3
+    with torch.no_grad():
+        loss = model.loss(inp, tgt, col, node, trie.children)
+    lp = brute_force_logp(model, v, v.sequence(np.array([3]), 0), trie)
+    torch.testing.assert_close(loss, -lp[9 - 1], atol=1e-4, rtol=1e-4)
+    assert torch.exp(lp).sum().item() == pytest.approx(1.0, abs=1e-4)  # a distribution over real items
 
 
 def test_user_sequences_keep_last_items_of_users_with_two():
@@ -60,16 +87,16 @@ def test_user_sequences_keep_last_items_of_users_with_two():
     assert users.tolist() == [0, 2] and [s.tolist() for s in seqs] == [[2, 3], [5, 6]]
 
 
-@pytest.mark.parametrize("user_buckets", [0, 7])
-def test_full_width_beam_search_equals_brute_force_ranking(sid_world, user_buckets):
+@pytest.mark.parametrize("user_buckets,trie_softmax", [(0, True), (7, True), (0, False)])
+def test_full_width_beam_search_equals_brute_force_ranking(sid_world, user_buckets, trie_softmax):
     codes, meta = sid_world
     v = SidVocab.from_meta(codes, meta, user_buckets)
-    model = random_model(v)
+    model = random_model(v, trie_softmax=trie_softmax)
     trie = SidTrie(codes, v.sizes)
     prompts = np.stack([v.sequence(np.array(h), u) for u, h in [(3, [1, 2]), (4, [9, 20])]])
     items, scores, got_codes = beam_search(model, torch.tensor(prompts), trie, v.offsets.tolist(), N_ITEMS)
     for b in range(2):
-        lp = brute_force_logp(model, v, prompts[b])
+        lp = brute_force_logp(model, v, prompts[b], trie if trie_softmax else None)
         assert items[b].tolist() == (torch.argsort(lp, descending=True) + 1).tolist()
         torch.testing.assert_close(scores[b], lp.sort(descending=True).values, atol=1e-4, rtol=1e-4)
         assert (codes[items[b].numpy()] == got_codes[b].numpy()).all()
