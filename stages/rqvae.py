@@ -1,4 +1,8 @@
-"""Stage `rqvae`: item content embeddings -> RQ-VAE Semantic IDs (TIGER), made unique by one extra level."""
+"""Stage `rqvae`: item content embeddings -> Semantic IDs, made unique by one extra level.
+
+rqvae.method picks the tokenizer: rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh
+(TIGER's ablations). Every method writes the same codes.npy / meta.json, so downstream stages never change.
+"""
 import resource
 
 import numpy as np
@@ -7,8 +11,13 @@ import torch
 
 from _common import load_section, setup_logging, stage_args
 from lib.io import atomic_path, read_json, write_json, write_npy
+from lib.tokenizers import rqkmeans, rqvae, simple
 from lib.tokenizers.codes import check_embeddings, fit_item_ids, semantic_ids
-from lib.tokenizers.rqvae import RQVAEConfig, checkpoint, fit_and_encode
+from lib.tokenizers.rqvae import RQVAEConfig
+
+# method -> tokenize(embeddings, fit_ids, cfg, on_step) -> (raw codes (N, levels), facts, model.pt contents)
+TOKENIZERS = {"rqvae": rqvae.tokenize, "rqkmeans": rqkmeans.tokenize,
+              "random": simple.random_codes, "lsh": simple.lsh_codes}
 
 
 def main(argv=None) -> None:
@@ -16,9 +25,9 @@ def main(argv=None) -> None:
         "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
         "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
         "split-dir": "split directory: train.parquet gives the fit items (fit_items=train)",
-        "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt",
+        "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
         "metrics": "output: metrics JSON",
-        "plots-dir": "output: dvclive training curves",
+        "plots-dir": "output: dvclive curves (rqvae: per epoch; rqkmeans: per level)",
     }, argv=argv)
     cfg = load_section(args.params, "rqvae", RQVAEConfig)
     setup_logging()
@@ -34,19 +43,19 @@ def main(argv=None) -> None:
 
     from dvclive import Live  # only the stage logs; lib stays logger-agnostic
     with Live(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        def on_epoch(epoch: int, logs: dict) -> None:
+        def on_step(step: int, logs: dict) -> None:
             for name, value in logs.items():
                 live.log_metric(name, value)
             live.next_step()
 
-        model, raw, facts = fit_and_encode(emb, fit_ids, cfg, on_epoch)
-    codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, "rqvae")
+        raw, facts, state = TOKENIZERS[cfg.method](emb, fit_ids, cfg, on_step)
+    codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, cfg.method)
     meta |= {"fit_items": cfg.fit_items, "fit_item_count": facts["fit_item_count"],
              "embeddings": {"model": emb_meta.get("model"), "dim": int(emb.shape[1])}}
     write_npy(codes, args.out_dir / "codes.npy")
     write_json(meta, args.out_dir / "meta.json")
     with atomic_path(args.out_dir / "model.pt") as tmp:
-        torch.save(checkpoint(model, cfg, emb.shape[1]), tmp)
+        torch.save(state, tmp)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_json({**facts, **diagnostics, "n_items": meta["n_items"], "vocab_size": meta["vocab_size"],
                 "peak_memory_mb": round(peak, 1)}, args.metrics)

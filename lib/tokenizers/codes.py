@@ -1,6 +1,6 @@
 """Semantic IDs from any tokenizer's raw codes: the collision level, the token layout, diagnostics.
 
-A tokenizer (RQ-VAE now; residual k-means, random codes or LSH later) maps item i to raw codes
+A tokenizer (RQ-VAE, residual k-means, random codes or LSH) maps item i to raw codes
 (L,), code c of level l in [0, sizes[l]). Items may share all L codes (identical or near-identical
 content); as in TIGER (Rajput et al. 2023, §3.1) and GRID, one extra level numbers the items of
 each such group 0, 1, 2, ... in item id order, so every full ID is unique.

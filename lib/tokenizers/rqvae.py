@@ -7,12 +7,17 @@ vector-quantize-pytorch: k-means initialisation from data (TIGER §3.1), reset o
 current residuals, and a choice of gradient estimator through the code choice: straight-through
 (van den Oord et al. 2017, VQ-VAE) or the rotation trick (Fifty et al. 2024).
 
+Optional diversity term (`diversity_weight` > 0), after the code-assignment-diversity goal of LETTER
+(Wang et al. 2024, "Learnable Item Tokenization for Generative Recommendation"): see `usage_deficit`.
+
 Input: content embeddings (N+1, D), row 0 = padding. Output: raw codes (N, levels) of items 1..N;
-lib/tokenizers/codes.py makes them unique Semantic IDs.
+lib/tokenizers/codes.py makes them unique Semantic IDs. `RQVAEConfig` is the whole `rqvae` params
+section, whose `method` also picks the network-free tokenizers (rqkmeans.py, simple.py).
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,14 +29,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from lib.tokenizers.kmeans import kmeans, nearest, resolve_device
+
 log = logging.getLogger(__name__)
 
-KMEANS_ITERS = 50  # Lloyd iterations per level of the k-means initialisation
 EVAL_BATCH = 8192  # items per no-grad forward pass when encoding
 
 
 @dataclass(frozen=True)
 class RQVAEConfig:
+    """The `rqvae` stage's params. rqkmeans reads levels, codebook_size, fit_items, seed, device and threads;
+    random and lsh read levels, codebook_size and seed; rqvae reads everything."""
+    method: Literal["rqvae", "rqkmeans", "random", "lsh"] = "rqvae"  # tokenizer: RQ-VAE | residual k-means | ablations
     latent_dim: int = 32  # width of the quantised latent z (TIGER: 32)
     hidden: tuple[int, ...] = (512, 256, 128)  # encoder MLP widths (ReLU); the decoder mirrors them
     levels: int = 3  # residual codebooks = semantic code levels (TIGER: 3)
@@ -49,6 +58,7 @@ class RQVAEConfig:
     seed: int = 42  # torch init, shuffling, k-means and dead-code re-seeding
     device: str = "auto"  # auto = cuda if available else cpu; or any torch device string
     threads: int = 0  # CPU threads for torch; 0 = torch's default (identical codes need the same count)
+    diversity_weight: float = 0.0  # weight of the code-usage diversity term (LETTER-style; `usage_deficit`); 0 = off
 
     def validate(self) -> None:
         for name in ("latent_dim", "levels", "batch_size", "epochs"):
@@ -70,6 +80,11 @@ class RQVAEConfig:
             raise ValueError(f"weight_decay: must be >= 0, got {self.weight_decay}")
         if self.threads < 0:
             raise ValueError(f"threads: must be >= 0, got {self.threads}")
+        if self.diversity_weight < 0:
+            raise ValueError(f"diversity_weight: must be >= 0 (0 = off), got {self.diversity_weight}")
+        if self.method == "lsh" and self.codebook_size & (self.codebook_size - 1):
+            raise ValueError(f"codebook_size: method lsh needs a power of two (a code = log2(codebook_size) "
+                             f"sign bits), got {self.codebook_size}")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -108,6 +123,28 @@ class Quantized(NamedTuple):
     residuals: Tensor  # (B, levels, d) what level l quantised (detached); row l = z - sum of codes < l
     codebook_loss: Tensor  # sum over levels of |sg(residual) - code|^2, mean over items
     commit_loss: Tensor  # sum over levels of |residual - sg(code)|^2, mean over items
+    diversity_loss: Tensor  # sum over levels of `usage_deficit`; 0 unless asked for
+
+
+def usage_deficit(residual: Tensor, book: Tensor) -> Tensor:
+    """Diversity term of one level: 1 - H(p) / log K, p = the batch's mean soft code assignment.
+
+    LETTER (Wang et al. 2024, "Learnable Item Tokenization for Generative Recommendation") adds a
+    diversity loss against code-assignment bias; as we recall it (not re-checked against the paper's
+    equations), codes are grouped by constrained k-means and a contrastive term pulls an item's
+    quantised vector towards another code of its code's group. This is not that loss but a simpler
+    term with the same aim, the batch-entropy half of MAGVIT-v2's entropy penalty (Yu et al. 2024,
+    "Language Model Beats Diffusion"): soft assignments p_ik = softmax_k(-|r_i - e_k|^2 / T),
+    p = mean_i p_i, and the deficit of H(p) from its maximum log K (0 = every code equally used).
+    T = the batch's mean squared distance to the nearest code (detached), so the term is free of the
+    latent's scale. Gradients reach both the residuals (encoder) and the codebook.
+    residual (B, d), book (K, d) -> scalar in [0, 1].
+    """
+    d2 = (residual * residual).sum(-1, keepdim=True) - 2 * residual @ book.T + (book * book).sum(-1)  # (B, K)
+    temperature = d2.detach().min(-1).values.mean().clamp_min(1e-12)
+    p = torch.softmax(-d2 / temperature, dim=-1).mean(0)  # (K,)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum()
+    return 1 - entropy / math.log(len(book))
 
 
 class ResidualQuantizer(nn.Module):
@@ -120,29 +157,32 @@ class ResidualQuantizer(nn.Module):
 
     def nearest(self, x: Tensor, level: int) -> Tensor:
         """(B, d) -> (B,) index of the nearest code of `level` (squared Euclidean; ties -> lowest index)."""
-        book = self.codebooks[level]
-        dist = (x * x).sum(-1, keepdim=True) - 2 * x @ book.T + (book * book).sum(-1)  # (B, K)
-        return dist.argmin(-1)
+        return nearest(x, self.codebooks[level])
 
     def decode(self, codes: Tensor) -> Tensor:
         """(B, levels) codes -> (B, d) sum of the chosen codes: the quantised latent."""
         return sum(self.codebooks[level][codes[:, level]] for level in range(codes.shape[1]))
 
-    def forward(self, z: Tensor) -> Quantized:
+    def forward(self, z: Tensor, diversity: bool = False) -> Quantized:
+        """z (B, d) -> `Quantized`; diversity=True also computes the `usage_deficit` of every level."""
         residual, z_q = z, torch.zeros_like(z)
         codes, residuals, codebook_loss, commit_loss = [], [], z.new_zeros(()), z.new_zeros(())
+        diversity_loss = z.new_zeros(())
         for level in range(self.codebooks.shape[0]):
             idx = self.nearest(residual.detach(), level)
             q = self.codebooks[level][idx]  # (B, d)
             codebook_loss = codebook_loss + (residual.detach() - q).pow(2).sum(-1).mean()
             commit_loss = commit_loss + (residual - q.detach()).pow(2).sum(-1).mean()
+            if diversity:
+                diversity_loss = diversity_loss + usage_deficit(residual, self.codebooks[level])
             codes.append(idx)
             residuals.append(residual.detach())
             z_q = z_q + q.detach()
             residual = residual - q.detach()
         # One estimator over the whole sum: per-level copies would multiply the encoder's gradient by `levels`.
         z_q = z + (z_q - z).detach() if self.estimator == "ste" else rotate_onto(z, z_q)
-        return Quantized(z_q, torch.stack(codes, 1), torch.stack(residuals, 1), codebook_loss, commit_loss)
+        return Quantized(z_q, torch.stack(codes, 1), torch.stack(residuals, 1), codebook_loss, commit_loss,
+                         diversity_loss)
 
 
 class RQVAE(nn.Module):
@@ -154,8 +194,8 @@ class RQVAE(nn.Module):
         self.quantizer = ResidualQuantizer(cfg.levels, cfg.codebook_size, cfg.latent_dim, cfg.estimator)
         self.decoder = mlp([cfg.latent_dim, *reversed(cfg.hidden), input_dim])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Quantized]:
-        q = self.quantizer(self.encoder(x))
+    def forward(self, x: Tensor, diversity: bool = False) -> tuple[Tensor, Quantized]:
+        q = self.quantizer(self.encoder(x), diversity)
         return self.decoder(q.z_q), q
 
 
@@ -170,36 +210,6 @@ def from_checkpoint(ckpt: dict) -> RQVAE:
     model = RQVAE(ckpt["input_dim"], cfg)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
-
-
-def kmeans(x: Tensor, k: int, generator: torch.Generator, iters: int = KMEANS_ITERS) -> Tensor:
-    """Lloyd's k-means with k-means++ seeding: (n, d) -> (k, d) centroids, deterministic given `generator`.
-
-    An emptied cluster is re-seeded at the point farthest from its centroid. With fewer distinct
-    points than k some centroids coincide (dead-code reset can re-seed them during training).
-    """
-    n = len(x)
-    centroids = x[torch.randint(n, (1,), generator=generator)]
-    d2 = (x - centroids[0]).pow(2).sum(-1)  # (n,) squared distance to the nearest centroid so far
-    for _ in range(1, k):
-        w = d2.cpu().double()
-        pick = torch.multinomial(w if w.sum() > 0 else torch.ones(n, dtype=torch.float64), 1, generator=generator)
-        centroids = torch.cat([centroids, x[pick.to(x.device)]])
-        d2 = torch.minimum(d2, (x - centroids[-1]).pow(2).sum(-1))
-    for _ in range(iters):
-        dist = torch.cdist(x, centroids)  # (n, k)
-        assign = dist.argmin(-1)
-        onehot = F.one_hot(assign, k).to(x.dtype)  # (n, k); a matmul, not index_add_ (atomic adds on GPU)
-        counts = onehot.sum(0)
-        new = (onehot.T @ x) / counts.clamp_min(1)[:, None]
-        empty = counts == 0
-        if empty.any():
-            far = dist.gather(1, assign[:, None]).squeeze(1).argsort(descending=True)[: int(empty.sum())]
-            new[empty] = x[far]
-        if torch.equal(new, centroids):
-            break
-        centroids = new
-    return centroids
 
 
 @torch.no_grad()
@@ -256,26 +266,24 @@ def reset_dead_codes(model: RQVAE, idle: Tensor, codes: Tensor, residuals: Tenso
     return int(dead.sum())
 
 
-def _device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
 def _epoch(model: RQVAE, x: Tensor, cfg: RQVAEConfig, optimizer: torch.optim.Optimizer,
            generator: torch.Generator, quantize: bool) -> list[float]:
-    """One shuffled pass over `x` (n, D); returns the item-mean [recon, codebook, commit] losses.
+    """One shuffled pass over `x` (n, D); returns the item-mean [recon, codebook, commit, diversity] losses.
 
     quantize=False (warm-up) trains encoder and decoder as a plain autoencoder, z -> decoder.
     """
     model.train()
-    sums = torch.zeros(3, device=x.device)
+    sums = torch.zeros(4, device=x.device)
     for idx in torch.randperm(len(x), generator=generator).split(cfg.batch_size):
         xb = x[idx.to(x.device)]
         if quantize:
-            x_hat, q = model(xb)
-            parts = [(x_hat - xb).pow(2).sum(-1).mean(), q.codebook_loss, q.commit_loss]
+            x_hat, q = model(xb, diversity=cfg.diversity_weight > 0)
+            parts = [(x_hat - xb).pow(2).sum(-1).mean(), q.codebook_loss, q.commit_loss, q.diversity_loss]
         else:
-            parts = [(model.decoder(model.encoder(xb)) - xb).pow(2).sum(-1).mean(), *xb.new_zeros(2)]
+            parts = [(model.decoder(model.encoder(xb)) - xb).pow(2).sum(-1).mean(), *xb.new_zeros(3)]
         loss = parts[0] + parts[1] + cfg.beta * parts[2]
+        if cfg.diversity_weight > 0:  # only then: the default graph, and so its codes, stay as they were
+            loss = loss + cfg.diversity_weight * parts[3]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -288,16 +296,17 @@ def train(x_fit: np.ndarray, cfg: RQVAEConfig, on_epoch: Callable[[int, dict], N
     """Train an RQ-VAE on `x_fit` (n, D) float embeddings; return the model (eval mode, CPU) and facts.
 
     Loss per item (sums over dimensions, means over items): |x - x_hat|^2 + sum over levels of
-    (|sg(r_l) - e_l|^2 + beta |r_l - sg(e_l)|^2) (TIGER Eq. 1-2). The first `warmup_epochs` train the
+    (|sg(r_l) - e_l|^2 + beta |r_l - sg(e_l)|^2) (TIGER Eq. 1-2), plus diversity_weight times the sum over
+    levels of the batch's `usage_deficit` when diversity_weight > 0. The first `warmup_epochs` train the
     autoencoder alone; then the codebooks are initialised (k-means) and quantisation starts. Why a
     warm-up: the freshly initialised MLP maps all Beauty items to within ~0.01 of one point (latent
     norm ~0.3), so k-means there is noise and the first Adam steps, which shift that point by about
     as much, sent every item to one or two codes (measured); after 10 warm-up epochs all codes stay used.
     `on_epoch(epoch, logs)` receives the epoch's mean loss, reconstruction MSE per dimension and latent
-    quantisation error (sum over levels), and, once quantising, the per-level code
+    quantisation error (sum over levels), the diversity term if on, and, once quantising, the per-level code
     usage and collision rate of the fit items and the number of re-seeded codes.
     """
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -316,10 +325,13 @@ def train(x_fit: np.ndarray, cfg: RQVAEConfig, on_epoch: Callable[[int, dict], N
         quantize = epoch > cfg.warmup_epochs
         if quantize and epoch == cfg.warmup_epochs + 1 and cfg.kmeans_init:
             init_codebooks(model, x, gen)
-        recon, codebook, commit = _epoch(model, x, cfg, optimizer, gen, quantize)
+        recon, codebook, commit, diversity = _epoch(model, x, cfg, optimizer, gen, quantize)
         # codebook and commitment losses have one value (they differ in what the gradient reaches): log it once
-        logs = {"loss": recon + codebook + cfg.beta * commit, "recon_mse": recon / dim, "quant_error": commit}
+        logs = {"loss": recon + codebook + cfg.beta * commit + cfg.diversity_weight * diversity,
+                "recon_mse": recon / dim, "quant_error": commit}
         if quantize:
+            if cfg.diversity_weight > 0:
+                logs["usage_deficit"] = diversity
             codes, residuals, _ = quantize_all(model, x)
             for level in range(cfg.levels):
                 logs[f"usage_level_{level}"] = len(torch.unique(codes[:, level])) / cfg.codebook_size
@@ -370,3 +382,10 @@ def fit_and_encode(embeddings: np.ndarray, fit_ids: np.ndarray, cfg: RQVAEConfig
     model, facts = train(embeddings[fit_ids], cfg, on_epoch, progress)
     codes, recon = encode(model, embeddings)
     return model, codes, {**facts, **recon}
+
+
+def tokenize(embeddings: np.ndarray, fit_ids: np.ndarray, cfg: RQVAEConfig,
+             on_epoch: Callable[[int, dict], None] | None = None) -> tuple[np.ndarray, dict, dict]:
+    """The stage's entry point, shared by every method: (raw codes (N, levels), facts, model.pt contents)."""
+    model, codes, facts = fit_and_encode(embeddings, fit_ids, cfg, on_epoch)
+    return codes, facts, checkpoint(model, cfg, embeddings.shape[1])

@@ -1,18 +1,12 @@
-"""RQ-VAE tokenizer: quantiser invariants, anti-collapse machinery, training, and the stage on tiny files."""
+"""RQ-VAE tokenizer: quantiser invariants, anti-collapse machinery, the diversity term, training, config."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 
 from lib.config import ConfigError, from_dict
+from lib.tokenizers.codes import level_stats
 from lib.tokenizers.rqvae import (
     RQVAE,
     ResidualQuantizer,
@@ -21,25 +15,13 @@ from lib.tokenizers.rqvae import (
     fit_and_encode,
     from_checkpoint,
     init_codebooks,
-    kmeans,
     quantize_all,
     reset_dead_codes,
     rotate_onto,
     train,
+    usage_deficit,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(latent_dim=4, hidden=(32,), levels=2, codebook_size=8, batch_size=32, epochs=6, warmup_epochs=1,
-            threads=1)
-
-
-def clusters(n_clusters: int = 8, per: int = 25, dim: int = 16, noise: float = 0.05, seed: int = 0) -> np.ndarray:
-    """Embeddings (N+1, dim) like the embed stage's: unit-norm rows around well-separated centres, row 0 = 0."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_clusters, dim))
-    x = np.repeat(centres, per, axis=0) + noise * rng.normal(size=(n_clusters * per, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return np.vstack([np.zeros((1, dim)), x]).astype(np.float32)
+from tests.tokenizers.conftest import TINY, clusters
 
 
 @pytest.mark.parametrize("estimator", ["ste", "rotation"])
@@ -102,15 +84,6 @@ def test_kmeans_init_uses_every_level0_code_on_separated_clusters():
     assert all(len(set(codes[labels == c, 0].tolist())) == 1 for c in range(8))
 
 
-def test_kmeans_is_deterministic_and_handles_few_points():
-    x = torch.as_tensor(clusters(n_clusters=4, per=10)[1:])
-    a = kmeans(x, 4, torch.Generator().manual_seed(3))
-    b = kmeans(x, 4, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b)
-    few = kmeans(x[:3], 5, torch.Generator().manual_seed(0))  # k > n: runs, centroids are data points
-    assert few.shape == (5, 16) and torch.isfinite(few).all()
-
-
 def test_dead_code_reset_replaces_an_unused_code():
     torch.manual_seed(0)
     model = RQVAE(16, RQVAEConfig(**TINY))
@@ -170,13 +143,60 @@ def test_cold_items_are_encoded_too():
     assert (codes >= 0).all() and (codes < 8).all()
 
 
+def test_usage_deficit_is_zero_for_even_use_one_for_collapse_and_has_finite_gradients():
+    book = torch.eye(8, requires_grad=True)  # 8 codes, all pairwise distances equal
+    even = usage_deficit(book.detach().clone(), book)  # one item on each code
+    assert abs(even.item()) < 1e-6
+    collapsed = usage_deficit(book.detach()[:1].repeat(5, 1), book)  # every item on code 0
+    assert abs(collapsed.item() - 1) < 1e-6
+    collapsed.backward()
+    assert torch.isfinite(book.grad).all()
+    g = torch.Generator().manual_seed(0)
+    residual = torch.randn(64, 4, generator=g).requires_grad_(True)
+    codes = torch.randn(16, 4, generator=g).requires_grad_(True)
+    deficit = usage_deficit(residual, codes)
+    assert 0 < deficit.item() < 1
+    deficit.backward()
+    for t in (residual, codes):  # the term moves both the encoder's residuals and the codebook
+        assert torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+def test_diversity_term_is_off_by_default_and_logged_when_on():
+    torch.manual_seed(0)
+    model = RQVAE(16, RQVAEConfig(**TINY))
+    x = torch.as_tensor(clusters()[1:])
+    _, plain = model(x)
+    _, with_term = model(x, diversity=True)
+    assert plain.diversity_loss.item() == 0 and 0 < with_term.diversity_loss.item() <= 2  # 2 levels, each <= 1
+    assert torch.equal(plain.codes, with_term.codes)
+    logs = []
+    train(clusters()[1:], RQVAEConfig(**{**TINY, "diversity_weight": 0.1}), lambda e, d: logs.append(d),
+          progress=False)
+    assert "usage_deficit" in logs[-1] and "usage_deficit" not in logs[0]  # warm-up has no codes
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_diversity_term_spreads_code_use_where_plain_training_under_uses_codes(seed):
+    # 16 loose clusters, 16 codes, no k-means init and no dead-code reset: plain training leaves level 0 at a
+    # perplexity of ~7-10 of 16 (seeds 0-7); with the term at 0.3 it reaches ~12-16 (measured)
+    emb = clusters(n_clusters=16, per=25, noise=0.2)
+    base = {**TINY, "codebook_size": 16, "epochs": 40, "kmeans_init": False, "dead_code_patience": 0, "seed": seed}
+    perplexity = []
+    for weight in (0.0, 0.3):
+        _, raw, _ = fit_and_encode(emb, np.arange(1, len(emb)), RQVAEConfig(**base, diversity_weight=weight),
+                                   progress=False)
+        perplexity.append(level_stats(raw, [16, 16])["level_0"]["perplexity"])
+    assert perplexity[1] > perplexity[0] + 2
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"levels": 0}, "rqvae.levels"), ({"codebook_size": 1}, "rqvae.codebook_size"),
     ({"estimator": "gumbel"}, "rqvae.estimator"), ({"hidden": [64, 0]}, "rqvae.hidden"),
     ({"beta": -1.0}, "rqvae.beta"), ({"dead_code_patience": -1}, "rqvae.dead_code_patience"),
     ({"lr": 0.0}, "rqvae.lr"), ({"fit_items": "test"}, "rqvae.fit_items"), ({"device": "tpu9"}, "rqvae.device"),
     ({"epochs": 1.5}, "rqvae.epochs"), ({"warmup_epochs": 200}, "rqvae.warmup_epochs"),
-    ({"codebooks": 3}, "unknown key"),
+    ({"method": "pq"}, "rqvae.method"), ({"diversity_weight": -0.1}, "rqvae.diversity_weight"),
+    ({"method": "lsh", "codebook_size": 100}, "rqvae.codebook_size"), ({"codebooks": 3}, "unknown key"),
 ])
 def test_config_errors_name_the_field(bad, field):
     with pytest.raises(ConfigError, match=field):
@@ -187,60 +207,3 @@ def test_config_parses_lists_as_tuples():
     cfg = from_dict(RQVAEConfig, {"hidden": [64, 32], "estimator": "rotation"}, "rqvae")
     assert cfg.hidden == (64, 32) and cfg.estimator == "rotation"
     assert from_dict(RQVAEConfig, None, "rqvae") == RQVAEConfig()
-
-
-# --- the stage script on tiny synthetic files ---------------------------------------------------------
-
-def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int) -> list[str]:
-    np.save(tmp / "emb.npy", emb)
-    (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
-    (tmp / "split").mkdir(exist_ok=True)
-    train_items = np.arange(1, n_items - 9)  # the last 10 items are cold
-    pd.DataFrame({"user": 0, "item": train_items, "timestamp": 0}).to_parquet(tmp / "split/train.parquet")
-    (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32]}}))
-    return [sys.executable, str(ROOT / "stages/rqvae.py"), "--embeddings", str(tmp / "emb.npy"),
-            "--embed-meta", str(tmp / "emb_meta.json"), "--split-dir", str(tmp / "split"),
-            "--out-dir", str(tmp / "out"), "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"),
-            "--params", str(tmp / "params.yaml")]
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def test_stage_writes_unique_ids_meta_model_and_metrics(tmp_path):
-    emb = clusters(n_clusters=4, per=10)
-    n = len(emb) - 1
-    p = _run(_stage_inputs(tmp_path, emb, n), tmp_path)
-    assert p.returncode == 0, p.stderr
-    codes = np.load(tmp_path / "out/codes.npy")
-    meta = json.loads((tmp_path / "out/meta.json").read_text())
-    metrics = json.loads((tmp_path / "m.json").read_text())
-    assert codes.shape == (n + 1, 3) and codes.dtype == np.int64 and (codes[0] == -1).all()
-    assert len(np.unique(codes[1:], axis=0)) == n and (codes[1:, :2] < 8).all() and (codes[1:] >= 0).all()
-    assert meta["method"] == "rqvae" and meta["levels"] == 2 and meta["n_levels"] == 3 and meta["n_items"] == n
-    assert meta["codebook_sizes"][:2] == [8, 8] and meta["codebook_sizes"][2] == codes[1:, 2].max() + 1
-    assert meta["token_offsets"] == [3, 11, 19] and meta["vocab_size"] == 19 + meta["codebook_sizes"][2]
-    assert meta["fit_items"] == "train" and meta["fit_item_count"] == n - 10
-    assert meta["embeddings"] == {"model": "fake", "dim": 16}
-    assert {"recon_mse", "recon_cosine", "collision_rate", "largest_group", "colliding_groups", "train_seconds",
-            "fit_item_count", "level_0", "level_1", "peak_memory_mb"} <= set(metrics)
-    model = from_checkpoint(torch.load(tmp_path / "out/model.pt", weights_only=False))
-    again, _, _ = quantize_all(model, torch.as_tensor(emb[1:]))
-    assert np.array_equal(again.numpy(), codes[1:, :2])
-    assert (tmp_path / "plots/plots/metrics/recon_mse.tsv").is_file()
-
-
-def test_stage_rejects_misaligned_embeddings(tmp_path):
-    emb = clusters(n_clusters=4, per=10)
-    emb[0, 0] = 1.0
-    p = _run(_stage_inputs(tmp_path, emb, len(emb) - 1), tmp_path)
-    assert p.returncode != 0 and "row 0" in p.stderr and "Traceback" not in p.stderr
-    emb[0, 0] = 0.0
-    p = _run(_stage_inputs(tmp_path, emb, len(emb)), tmp_path)  # meta says one more item than rows
-    assert p.returncode != 0 and "expected (42, dim)" in p.stderr
-    args = _stage_inputs(tmp_path, emb, len(emb) - 1)
-    (tmp_path / "split/train.parquet").unlink()
-    p = _run(args, tmp_path)
-    assert p.returncode != 0 and "train.parquet" in p.stderr and "Traceback" not in p.stderr
-    assert not (tmp_path / "out").exists()

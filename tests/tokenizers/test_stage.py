@@ -1,0 +1,101 @@
+"""Stage `rqvae` end to end on tiny synthetic files, for every method: outputs, metrics, clear input errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lib.tokenizers.rqvae import from_checkpoint, quantize_all
+from tests.tokenizers.conftest import TINY, clusters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, **params) -> list[str]:
+    np.save(tmp / "emb.npy", emb)
+    (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
+    (tmp / "split").mkdir(exist_ok=True)
+    train_items = np.arange(1, n_items - 9)  # the last 10 items are cold
+    pd.DataFrame({"user": 0, "item": train_items, "timestamp": 0}).to_parquet(tmp / "split/train.parquet")
+    (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32], **params}}))
+    return [sys.executable, str(ROOT / "stages/rqvae.py"), "--embeddings", str(tmp / "emb.npy"),
+            "--embed-meta", str(tmp / "emb_meta.json"), "--split-dir", str(tmp / "split"),
+            "--out-dir", str(tmp / "out"), "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"),
+            "--params", str(tmp / "params.yaml")]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _check_outputs(tmp: Path, n: int, method: str) -> tuple[np.ndarray, dict, dict]:
+    """The contract the generator reads: unique IDs, row 0 padding, meta consistent with the codes."""
+    codes = np.load(tmp / "out/codes.npy")
+    meta = json.loads((tmp / "out/meta.json").read_text())
+    metrics = json.loads((tmp / "m.json").read_text())
+    assert codes.shape == (n + 1, 3) and codes.dtype == np.int64 and (codes[0] == -1).all()
+    assert len(np.unique(codes[1:], axis=0)) == n and (codes[1:, :2] < 8).all() and (codes[1:] >= 0).all()
+    assert meta["method"] == method and meta["levels"] == 2 and meta["n_levels"] == 3 and meta["n_items"] == n
+    assert meta["codebook_sizes"][:2] == [8, 8] and meta["codebook_sizes"][2] == codes[1:, 2].max() + 1
+    assert meta["token_offsets"] == [3, 11, 19] and meta["vocab_size"] == 19 + meta["codebook_sizes"][2]
+    assert meta["embeddings"] == {"model": "fake", "dim": 16}
+    assert {"collision_rate", "largest_group", "colliding_groups", "fit_item_count", "level_0", "level_1",
+            "peak_memory_mb"} <= set(metrics)
+    assert (tmp / "out/model.pt").is_file() and (tmp / "plots").is_dir()  # dvc.yaml declares both
+    return codes, meta, metrics
+
+
+def test_stage_writes_unique_ids_meta_model_and_metrics(tmp_path):
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    p = _run(_stage_inputs(tmp_path, emb, n), tmp_path)
+    assert p.returncode == 0, p.stderr
+    codes, meta, metrics = _check_outputs(tmp_path, n, "rqvae")
+    assert meta["fit_items"] == "train" and meta["fit_item_count"] == n - 10
+    assert {"recon_mse", "recon_cosine", "train_seconds"} <= set(metrics)
+    model = from_checkpoint(torch.load(tmp_path / "out/model.pt", weights_only=False))
+    again, _, _ = quantize_all(model, torch.as_tensor(emb[1:]))
+    assert np.array_equal(again.numpy(), codes[1:, :2])
+    assert (tmp_path / "plots/plots/metrics/recon_mse.tsv").is_file()
+
+
+@pytest.mark.parametrize("method, fit_count, extra", [
+    ("rqkmeans", 30, {"quant_mse", "quant_rel", "quant_cosine"}), ("random", 0, set()), ("lsh", 0, set())])
+def test_stage_runs_every_method(tmp_path, method, fit_count, extra):
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    p = _run(_stage_inputs(tmp_path, emb, n, method=method), tmp_path)
+    assert p.returncode == 0, p.stderr
+    _, meta, metrics = _check_outputs(tmp_path, n, method)
+    assert meta["fit_item_count"] == fit_count == metrics["fit_item_count"] and extra <= set(metrics)
+    assert "recon_mse" not in metrics
+    state = torch.load(tmp_path / "out/model.pt", weights_only=False)
+    assert state["config"]["method"] == method
+
+
+def test_stage_rejects_misaligned_embeddings(tmp_path):
+    emb = clusters(n_clusters=4, per=10)
+    emb[0, 0] = 1.0
+    p = _run(_stage_inputs(tmp_path, emb, len(emb) - 1), tmp_path)
+    assert p.returncode != 0 and "row 0" in p.stderr and "Traceback" not in p.stderr
+    emb[0, 0] = 0.0
+    p = _run(_stage_inputs(tmp_path, emb, len(emb)), tmp_path)  # meta says one more item than rows
+    assert p.returncode != 0 and "expected (42, dim)" in p.stderr
+    args = _stage_inputs(tmp_path, emb, len(emb) - 1)
+    (tmp_path / "split/train.parquet").unlink()
+    p = _run(args, tmp_path)
+    assert p.returncode != 0 and "train.parquet" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_stage_names_the_bad_param(tmp_path):
+    emb = clusters(n_clusters=4, per=10)
+    p = _run(_stage_inputs(tmp_path, emb, len(emb) - 1, method="lsh", codebook_size=6), tmp_path)
+    assert p.returncode != 0 and "rqvae.codebook_size" in p.stderr and "Traceback" not in p.stderr
