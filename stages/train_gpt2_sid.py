@@ -48,7 +48,8 @@ def main() -> None:
     device = "cuda" if accelerator(cfg.train.device) == "gpu" else "cpu"
     for name, rows in (("val", val), ("test", test)):
         t0 = time.perf_counter()
-        recs, codes = recommend(module.model, vocab, module.trie, rows, cfg, device=device)
+        recs, codes = recommend(module.model, vocab, module.trie, rows, cfg, device=device,
+                                cold_items=module.cold_items)
         seconds = time.perf_counter() - t0
         write_parquet(recs, args.recs_dir / f"{name}.parquet")
         facts[f"{name}/decode_seconds"] = round(seconds, 1)

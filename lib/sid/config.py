@@ -56,11 +56,15 @@ class SidTrainConfig:
 class DecodeConfig:
     beam_width: int = 100  # beams = distinct items returned per user; must be >= top_k
     batch_size: int = 16  # users decoded together (cache memory ~ batch x beams x tokens)
-    exclude_seen: bool = True  # never generate an item from the user's input
+    exclude_seen: bool = True  # never generate an item of the user's input
+    cold_every: int = 0  # TIGER's cold-start rule: every n-th rank holds an unseen-in-training item; 0 = off
+    cold_prefix: int = 2  # ... one sharing its first this-many codes with a generated item, in beam order
 
     def validate(self) -> None:
         if self.beam_width < 1 or self.batch_size < 1:
             raise ValueError("decode: beam_width and batch_size must be >= 1")
+        if self.cold_every < 0 or self.cold_prefix < 1:
+            raise ValueError("decode: cold_every must be >= 0 and cold_prefix >= 1")
 
 
 @dataclass(frozen=True)

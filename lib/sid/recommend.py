@@ -4,6 +4,12 @@ Users are batched by prompt length (no padding), each batch runs the trie-constr
 search, and the beams become a ranked list of distinct items. With `decode.exclude_seen`
 the search never produces an item of the user's history, so the list holds beam_width unseen
 items; the evaluator's own seen filtering is then a no-op.
+
+Cold items (no training interaction) are never training targets, so the generator almost never
+ranks them high. TIGER's answer (Rajput et al. 2023, cold-start section) is applied when
+`decode.cold_every` > 0: every n-th rank of the list is given to a cold item whose first
+`cold_prefix` codes equal those of a generated item, taken in beam order, so the content
+hierarchy of the Semantic IDs decides which new items are shown.
 """
 from __future__ import annotations
 
@@ -23,11 +29,50 @@ def prompt(vocab: SidVocab, user: int, history, max_len: int, tokens: np.ndarray
     return vocab.sequence(np.asarray(history, dtype=np.int64)[-max_len:], user, tokens)
 
 
+def cold_index(codes: np.ndarray, cold_items: np.ndarray, prefix: int) -> dict[tuple, list[int]]:
+    """Cold items grouped by their first `prefix` codes (codes (N+1, C)), item order within a group."""
+    index: dict[tuple, list[int]] = {}
+    for it in np.sort(np.asarray(cold_items, dtype=np.int64)):
+        index.setdefault(tuple(codes[it, :prefix]), []).append(int(it))
+    return index
+
+
+def mix_cold(items: np.ndarray, history, index: dict, codes: np.ndarray, prefix: int, every: int,
+             length: int) -> np.ndarray:
+    """Ranked beam items -> list of `length` where ranks every, 2*every, ... hold cold candidates.
+
+    Candidates: unseen cold items sharing the first `prefix` codes of a generated item, in beam
+    order; when they run out, beam items fill the remaining ranks.
+    """
+    taken = set(history) | {int(i) for i in items}
+    cands = []
+    for it in items:
+        for c in index.get(tuple(codes[it, :prefix]), ()):
+            if c not in taken:
+                cands.append(c)
+                taken.add(c)
+    out, beams, k = [], iter(items), 0
+    while len(out) < length:
+        if (len(out) + 1) % every == 0 and k < len(cands):
+            out.append(cands[k])
+            k += 1
+            continue
+        nxt = next(beams, None)
+        if nxt is None:
+            out += cands[k:k + length - len(out)]
+            break
+        out.append(int(nxt))
+    return np.array(out, dtype=np.int64)
+
+
 @torch.no_grad()
 def decode_users(model: SidGPT2, vocab: SidVocab, trie: SidTrie, users: np.ndarray, histories: list,
-                 cfg: GPT2SidConfig, device: torch.device | str = "cpu",
-                 progress: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
-    """-> (per user its ranked distinct items, codes (U, W, C) of every beam, -1 for empty beams)."""
+                 cfg: GPT2SidConfig, device: torch.device | str = "cpu", progress: bool = False,
+                 cold_items: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """-> (per user its ranked distinct items, codes (U, W, C) of every beam, -1 for empty beams).
+
+    cold_items: the items without training interaction, for `decode.cold_every`.
+    """
     model.eval().to(device)
     trie.to(device)
     tokens = vocab.item_tokens()
@@ -49,14 +94,22 @@ def decode_users(model: SidGPT2, vocab: SidVocab, trie: SidTrie, users: np.ndarr
             ok = items[j] > 0
             out[i] = items[j][ok]
             codes[i, : ok.sum()] = c[j][ok]
+    d = cfg.decode
+    if d.cold_every and cold_items is not None and len(cold_items):
+        prefix = min(d.cold_prefix, vocab.n_levels)
+        index = cold_index(vocab.codes, cold_items, prefix)
+        out = [mix_cold(o, h, index, vocab.codes, prefix, d.cold_every, width)
+               for o, h in zip(out, histories, strict=True)]
     return out, codes
 
 
 def recommend(model: SidGPT2, vocab: SidVocab, trie: SidTrie, rows: pd.DataFrame, cfg: GPT2SidConfig,
-              device: torch.device | str = "cpu", progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+              device: torch.device | str = "cpu", progress: bool = True,
+              cold_items: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Evaluation rows (user, history) -> (DataFrame(user, items), beam codes (U, W, C))."""
     users = rows["user"].to_numpy(np.int64)
-    items, codes = decode_users(model, vocab, trie, users, list(rows["history"]), cfg, device, progress)
+    items, codes = decode_users(model, vocab, trie, users, list(rows["history"]), cfg, device, progress,
+                                cold_items)
     return pd.DataFrame({"user": users, "items": [i[: cfg.top_k] for i in items]}), codes
 
 

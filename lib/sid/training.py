@@ -50,6 +50,7 @@ class SidModule(L.LightningModule):
         self.vocab: SidVocab | None = None  # set by `fit`: the generator reads codes, the trie masks them
         self.trie: SidTrie | None = None
         self.val_rows: pd.DataFrame | None = None
+        self.cold_items: np.ndarray | None = None  # items without training interaction (decode.cold_every)
 
     def training_step(self, batch, _):
         inp, tgt, col, node = batch
@@ -62,7 +63,7 @@ class SidModule(L.LightningModule):
         v = self.val_rows.iloc[rows.cpu().numpy() if torch.is_tensor(rows) else rows]
         hist = list(v["history"])
         items, _ = decode_users(self.model, self.vocab, self.trie, v["user"].to_numpy(), hist, self.cfg,
-                                self.device)
+                                self.device, cold_items=self.cold_items)
         ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
         self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
 
@@ -80,6 +81,11 @@ def _column_masks(vocab_meta: dict, user_buckets: int) -> np.ndarray:
     for j, (o, s) in enumerate(zip(offsets, sizes, strict=True)):
         m[j, o:o + s] = True
     return m
+
+
+def cold_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Items 1..N with no interaction in the training data: the generator never saw them as targets."""
+    return np.setdiff1d(np.arange(1, n_items + 1), train["item"].to_numpy())
 
 
 def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -101,6 +107,7 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
                        cfg.top_k)
     trie = SidTrie(vocab.codes, vocab.sizes)
     module.vocab, module.trie = vocab, trie
+    module.cold_items = cold_items(train, vocab.n_items)
     module.val_rows = validation_subset(val, tc.val_users, tc.seed)
     users, seqs = user_sequences(train, cfg.model.max_len)
     ds = SidSequenceDataset(users, seqs, vocab, trie.node_of)

@@ -175,3 +175,21 @@ def test_config_checks_beam_width():
     from lib.config import ConfigError, from_dict
     with pytest.raises(ConfigError, match="beam_width"):
         from_dict(GPT2SidConfig, {"top_k": 50, "decode": {"beam_width": 20}}, "gpt2_sid")
+
+
+def test_mix_cold_puts_prefix_matched_cold_items_at_every_nth_rank(sid_world):
+    from lib.sid.recommend import cold_index, mix_cold
+    from lib.sid.training import cold_items
+    codes, _ = sid_world
+    import pandas as pd
+    cold = cold_items(pd.DataFrame({"item": [1, 2, 3, 7, 8, 9, 13]}), N_ITEMS)
+    assert 4 in cold and 1 not in cold and len(cold) == N_ITEMS - 7
+    index = cold_index(codes, cold, prefix=2)
+    # item 1 = (0, 0, .): cold item 4 shares (0, 0); item 7 = (1, 0, .): cold 10 shares (1, 0)
+    assert index[(0, 0)] == [4] and index[(1, 0)] == [10]
+    beams = np.array([1, 7, 2, 3, 8])
+    out = mix_cold(beams, history=[], index=index, codes=codes, prefix=2, every=2, length=6)
+    assert out.tolist() == [1, 4, 7, 10, 2, 5]  # rank 6: cold 5 = (0, 1) matches beam item 2
+    # seen cold items are skipped; when candidates run out the beams fill in
+    out = mix_cold(beams, history=[4, 5, 6, 10, 11, 12], index=index, codes=codes, prefix=2, every=2, length=5)
+    assert out.tolist() == [1, 7, 2, 3, 8]
