@@ -22,7 +22,7 @@ def beam_search(model: SidGPT2, prompts: torch.Tensor, trie: SidTrie, offsets: l
                 exhausted: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """prompts (B, T): equal-length token prompts (no padding) -> items (B, W), log-probs (B, W), codes (B, W, C).
 
-    `exhausted[d]` (B, nodes at depth d), d = 0..C: prefixes whose items are all in the user's
+    `exhausted[d - 1]` (B, nodes at depth d), d = 1..C: prefixes whose items are all in the user's
     history (SidTrie.exhausted); masking them excludes seen items exactly. Rows are sorted by
     log-probability; a beam that found no valid item (fewer than W reachable) has item 0 and
     score -inf.
@@ -43,7 +43,7 @@ def beam_search(model: SidGPT2, prompts: torch.Tensor, trie: SidTrie, offsets: l
         logp = torch.log_softmax(lg, dim=-1)  # NaN rows (dead beams) are masked out below
         ok = (child >= 0) & (scores > NEG_INF)[..., None]
         if exhausted is not None:
-            ok &= ~exhausted[d + 1].gather(1, child.clamp(min=0).view(b, -1)).view(b, k, s)
+            ok &= ~exhausted[d].gather(1, child.clamp(min=0).view(b, -1)).view(b, k, s)
         cand = (scores[..., None] + logp).masked_fill(~ok, NEG_INF).view(b, k * s)
         scores, idx = cand.topk(min(width, k * s), dim=1)  # (B, k')
         parent, code = idx // s, idx % s

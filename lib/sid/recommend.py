@@ -87,7 +87,7 @@ def decode_users(model: SidGPT2, vocab: SidVocab, trie: SidTrie, users: np.ndarr
         ex = None
         if cfg.decode.exclude_seen:
             hist = [histories[i] for i in rows]
-            ex = [trie.exhausted(hist, d).to(device) for d in range(vocab.n_levels + 1)]
+            ex = [trie.exhausted(hist, d).to(device) for d in range(1, vocab.n_levels + 1)]
         items, scores, c = beam_search(model, x, trie, offsets, width, ex)
         items, c = items.cpu().numpy(), c.cpu().numpy()
         for j, i in enumerate(rows):

@@ -27,7 +27,7 @@ from lib.sid.data import SidSequenceDataset, user_sequences
 from lib.sid.model import SidGPT2
 from lib.sid.recommend import decode_users
 from lib.sid.trie import SidTrie
-from lib.sid.vocab import SidVocab
+from lib.sid.vocab import SidVocab, column_masks
 
 log = logging.getLogger(__name__)
 VAL_METRIC = "val/ndcg@10"
@@ -43,8 +43,9 @@ class SidModule(L.LightningModule):
         self.cfg = GPT2SidConfig(SidModelConfig(**model_cfg), SidTrainConfig(**train_cfg),
                                  DecodeConfig(**decode_cfg), top_k)
         ub = self.cfg.model.user_buckets
-        self.model = SidGPT2(vocab_meta["vocab_size"] + ub, 1 + (ub > 0), _column_masks(vocab_meta, ub),
-                             self.cfg.model)
+        v = vocab_meta["vocab_size"] + ub
+        masks = column_masks(vocab_meta["token_offsets"], vocab_meta["codebook_sizes"], v)
+        self.model = SidGPT2(v, 1 + (ub > 0), masks, self.cfg.model)
         self.val_ndcg = MeanMetric()
         self.targets_per_batch = 1.0  # set by `fit`
         self.vocab: SidVocab | None = None  # set by `fit`: the generator reads codes, the trie masks them
@@ -73,14 +74,6 @@ class SidModule(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
-
-
-def _column_masks(vocab_meta: dict, user_buckets: int) -> np.ndarray:
-    sizes, offsets = vocab_meta["codebook_sizes"], vocab_meta["token_offsets"]
-    m = np.zeros((len(sizes), vocab_meta["vocab_size"] + user_buckets), dtype=bool)
-    for j, (o, s) in enumerate(zip(offsets, sizes, strict=True)):
-        m[j, o:o + s] = True
-    return m
 
 
 def cold_items(train: pd.DataFrame, n_items: int) -> np.ndarray:

@@ -15,6 +15,14 @@ import numpy as np
 USER_HASH = 2_654_435_761  # Knuth's multiplicative hash: spreads consecutive user ids over the buckets
 
 
+def column_masks(offsets, sizes, vocab_size: int) -> np.ndarray:
+    """(C, V) bool: row j marks the tokens of code column j (the only valid outputs at level j)."""
+    m = np.zeros((len(sizes), vocab_size), dtype=bool)
+    for j, (o, s) in enumerate(zip(offsets, sizes, strict=True)):
+        m[j, o:o + s] = True
+    return m
+
+
 @dataclass(frozen=True)
 class SidVocab:
     codes: np.ndarray  # (N+1, C) column-local codes, row 0 = -1
@@ -80,8 +88,4 @@ class SidVocab:
         return np.concatenate([np.asarray(self.prefix(user), dtype=np.int64), tokens[items].reshape(-1)])
 
     def column_masks(self) -> np.ndarray:
-        """(C, V) bool: row j marks the tokens of code column j (the only valid outputs at level j)."""
-        m = np.zeros((self.n_levels, self.vocab_size), dtype=bool)
-        for j, (o, s) in enumerate(zip(self.offsets, self.sizes, strict=True)):
-            m[j, o:o + s] = True
-        return m
+        return column_masks(self.offsets, self.sizes, self.vocab_size)

@@ -108,7 +108,7 @@ def test_narrow_beam_returns_distinct_real_unseen_items(sid_world):
     model, trie = random_model(v, seed=3), SidTrie(codes, v.sizes)
     hist = [[1, 2, 3, 4, 5, 6, 7], [24, 23]]
     prompts = torch.tensor(np.stack([v.sequence(np.array(h[-2:]), 0) for h in hist]))
-    ex = [trie.exhausted(hist, d) for d in range(v.n_levels + 1)]
+    ex = [trie.exhausted(hist, d) for d in range(1, v.n_levels + 1)]
     items, scores, _ = beam_search(model, prompts, trie, v.offsets.tolist(), 5, ex)
     for b, h in enumerate(hist):
         got = items[b].tolist()
