@@ -3,13 +3,16 @@
 rqvae.method picks the tokenizer: rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh
 (TIGER's ablations). Every method writes the same codes.npy / meta.json, so downstream stages never change.
 """
+import dataclasses
 import resource
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from _common import load_section, setup_logging, stage_args
+from lib.config import ConfigError, from_dict
 from lib.io import atomic_path, read_json, write_json, write_npy
 from lib.tokenizers import rqkmeans, rqvae, simple
 from lib.tokenizers.codes import check_embeddings, fit_item_ids, semantic_ids
@@ -20,6 +23,26 @@ TOKENIZERS = {"rqvae": rqvae.tokenize, "rqkmeans": rqkmeans.tokenize,
               "random": simple.random_codes, "lsh": simple.lsh_codes}
 
 
+OVERRIDABLE = [f.name for f in dataclasses.fields(RQVAEConfig) if f.name != "hidden"]
+
+
+def _override_flags(p) -> None:
+    """`--<key> VALUE` overrides rqvae.<key> (YAML-parsed): how dvc.yaml's tokenizer ablations vary the method."""
+    for name in OVERRIDABLE:
+        p.add_argument(f"--{name}", type=yaml.safe_load, default=None, help=f"override rqvae.{name}")
+
+
+def with_overrides(cfg: RQVAEConfig, args) -> RQVAEConfig:
+    """The params section with the command line's overrides applied and checked like params."""
+    overrides = {k: getattr(args, k) for k in OVERRIDABLE if getattr(args, k) is not None}
+    if not overrides:
+        return cfg
+    try:
+        return from_dict(RQVAEConfig, {**dataclasses.asdict(cfg), **overrides}, "rqvae")
+    except ConfigError as e:
+        raise SystemExit(f"error: bad override: {e}") from None
+
+
 def main(argv=None) -> None:
     args = stage_args(__doc__, {
         "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
@@ -28,8 +51,8 @@ def main(argv=None) -> None:
         "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
         "metrics": "output: metrics JSON",
         "plots-dir": "output: dvclive curves (rqvae: per epoch; rqkmeans: per level)",
-    }, argv=argv)
-    cfg = load_section(args.params, "rqvae", RQVAEConfig)
+    }, extra=_override_flags, argv=argv)
+    cfg = with_overrides(load_section(args.params, "rqvae", RQVAEConfig), args)
     setup_logging()
     try:
         emb_meta = read_json(args.embed_meta)

@@ -3,21 +3,18 @@
 Reads the vocabulary from the tokenizer's output (codes.npy + meta.json), never from params,
 so `dvc exp run -S rqvae.levels=4` needs no change here.
 """
-import resource
-import shutil
 import time
 
 import numpy as np
 import pandas as pd
-import torch
 
 from _common import load_section, setup_logging, stage_args
-from lib.io import atomic_path, read_json, write_json, write_parquet
-from lib.models.training import accelerator
+from lib.io import read_json, write_json, write_parquet
 from lib.sid.config import GPT2SidConfig
 from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
 from lib.sid.training import fit
 from lib.sid.vocab import SidVocab
+from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
 
 
 def main() -> None:
@@ -45,7 +42,7 @@ def main() -> None:
     logger = DVCLiveLogger(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
     module, facts = fit(cfg, vocab, meta, train, val, str(ckpt_tmp), logger=logger)
-    device = "cuda" if accelerator(cfg.train.device) == "gpu" else "cpu"
+    device = torch_device(cfg.train.device)
     for name, rows in (("val", val), ("test", test)):
         t0 = time.perf_counter()
         recs, codes = recommend(module.model, vocab, module.trie, rows, cfg, device=device,
@@ -58,14 +55,9 @@ def main() -> None:
         facts[f"{name}/short_lists"] = int(sum(len(i) < cfg.top_k for i in recs["items"]))
         hits = prefix_hit_rates(list(recs["items"]), rows["target"].to_numpy(np.int64), vocab)
         facts.update({f"{name}/{k}": v for k, v in hits.items()})
-    args.model_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.model_dir / "model.ckpt") as tmp:
-        shutil.copyfile(ckpt_tmp / "best.ckpt", tmp)
-    shutil.rmtree(ckpt_tmp, ignore_errors=True)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    write_json({"model": "gpt2_sid", "tokenizer": meta.get("method", "?"), "n_levels": vocab.n_levels,
-                "vocab_size": vocab.vocab_size, **facts, "peak_memory_mb": round(peak, 1)}, args.metrics)
+    publish_checkpoint(ckpt_tmp, args.model_dir)
+    write_json({"model": args.model_dir.name, "tokenizer": meta.get("method", "?"), "n_levels": vocab.n_levels,
+                "vocab_size": vocab.vocab_size, **facts, "peak_memory_mb": peak_memory_mb(device)}, args.metrics)
 
 
 if __name__ == "__main__":

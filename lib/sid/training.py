@@ -7,20 +7,17 @@ for next-token loss (an earlier implementation of this study validated on token 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
 from lib import metrics
 from lib.models.data import LengthBucketSampler
-from lib.models.training import EpochTimer, accelerator
 from lib.sid.beam import length_batches
 from lib.sid.config import DecodeConfig, GPT2SidConfig, SidModelConfig, SidTrainConfig
 from lib.sid.data import SidSequenceDataset, user_sequences
@@ -28,9 +25,9 @@ from lib.sid.model import SidGPT2
 from lib.sid.recommend import decode_users
 from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab, column_masks
+from lib.trainer import VAL_METRIC, fit_early_stopping
 
 log = logging.getLogger(__name__)
-VAL_METRIC = "val/ndcg@10"
 VOCAB_KEYS = ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")
 
 
@@ -112,26 +109,9 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
     val_loader = DataLoader(length_batches(lengths, cfg.decode.batch_size), batch_size=None)
     log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users decoded, vocab %d",
              len(seqs), n_targets, len(module.val_rows), vocab.vocab_size)
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1,
-                           save_last=False, enable_version_counter=False, save_weights_only=True)
-    timer = EpochTimer()
-    trainer = L.Trainer(
-        max_epochs=tc.max_epochs, accelerator=accelerator(tc.device), devices=tc.devices,
-        callbacks=[EarlyStopping(VAL_METRIC, mode="max", patience=tc.patience), ckpt, timer],
-        check_val_every_n_epoch=tc.val_every, logger=logger if logger is not None else False,
-        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0, use_distributed_sampler=False)
-    t0 = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
-    seconds = time.perf_counter() - t0
-    state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
-    module.load_state_dict(state["state_dict"])
-    facts = {
-        "best_val_ndcg@10": round(float(ckpt.best_model_score), 6),
-        "best_epoch": int(state["epoch"]) + 1,
-        "epochs": trainer.current_epoch,
-        "train_seconds": round(seconds, 1),
-        "seconds_per_epoch": round(float(np.median(timer.seconds)), 2) if timer.seconds else None,
+    best_path, facts = fit_early_stopping(module, train_loader, val_loader, tc, ckpt_dir, logger, progress)
+    module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
+    facts |= {
         "train_sequences": len(seqs),
         "val_users_decoded": len(module.val_rows),
         "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),

@@ -99,3 +99,16 @@ def test_stage_names_the_bad_param(tmp_path):
     emb = clusters(n_clusters=4, per=10)
     p = _run(_stage_inputs(tmp_path, emb, len(emb) - 1, method="lsh", codebook_size=6), tmp_path)
     assert p.returncode != 0 and "rqvae.codebook_size" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_command_line_overrides_the_params_section(tmp_path):
+    """dvc.yaml's tokenizer ablations pass `--method lsh` etc.; overrides are checked like params."""
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    args = _stage_inputs(tmp_path, emb, n)  # params say method rqvae
+    p = _run(args + ["--method", "random", "--codebook_size", "8"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    _check_outputs(tmp_path, n, "random")
+    assert torch.load(tmp_path / "out/model.pt", weights_only=False)["config"]["method"] == "random"
+    bad = _run(args + ["--method", "kmeans"], tmp_path)
+    assert bad.returncode != 0 and "rqvae.method" in bad.stderr and "'kmeans'" in bad.stderr

@@ -1,0 +1,99 @@
+"""Lightning plumbing shared by every trained model: device choice, early stopping, timing, peak memory.
+
+Both model families (lib/models: ID/content recommenders, lib/sid: the Semantic-ID generator)
+select their best checkpoint on the same validation metric with the same Trainer setup; this
+module is that setup, so a change to it (a callback, a flag) reaches both.
+"""
+from __future__ import annotations
+
+import logging
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from lib.io import atomic_path
+
+log = logging.getLogger(__name__)
+VAL_METRIC = "val/ndcg@10"  # early-stopping metric, computed exactly as the evaluator does on test
+
+
+def accelerator(device: str) -> str:
+    """`auto` -> gpu when one exists, else cpu; anything else is passed through."""
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def torch_device(device: str) -> str:
+    """The torch device string of a params `device` value (for inference outside Lightning)."""
+    return "cuda" if accelerator(device) == "gpu" else "cpu"
+
+
+class EpochTimer(Callback):
+    """Wall seconds of every epoch (training + its validation), and one log line per epoch.
+
+    Lightning validates inside the training epoch, so `on_train_epoch_end` sees both.
+    """
+
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self._t = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds.append(time.perf_counter() - self._t)
+        m = trainer.callback_metrics
+        log.info("epoch %d: train/loss %.4f %s %.5f (%.1f s)", trainer.current_epoch + 1,
+                 float(m.get("train/loss", float("nan"))), VAL_METRIC, float(m.get(VAL_METRIC, float("nan"))),
+                 self.seconds[-1])
+
+
+def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, ckpt_dir: str,
+                       logger=None, progress: bool = True) -> tuple[str, dict]:
+    """Train `module` until val NDCG@10 stops improving for `tc.patience` validations.
+
+    `tc` is a train config (max_epochs, patience, val_every, device, devices). Returns the best
+    checkpoint's path and the facts every training stage reports.
+    """
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1,
+                           save_last=False, enable_version_counter=False, save_weights_only=True)
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs, accelerator=accelerator(tc.device), devices=tc.devices,
+        callbacks=[EarlyStopping(VAL_METRIC, mode="max", patience=tc.patience), ckpt, timer],
+        check_val_every_n_epoch=tc.val_every, logger=logger if logger is not None else False,
+        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, use_distributed_sampler=False)  # the length-bucket sampler shards by rank itself
+    t0 = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    seconds = time.perf_counter() - t0
+    epoch = int(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["epoch"])
+    return ckpt.best_model_path, {
+        "best_val_ndcg@10": round(float(ckpt.best_model_score), 6),
+        "best_epoch": epoch + 1,
+        "epochs": trainer.current_epoch,
+        "train_seconds": round(seconds, 1),
+        "seconds_per_epoch": round(float(np.median(timer.seconds)), 2) if timer.seconds else None,
+    }
+
+
+def publish_checkpoint(ckpt_dir: Path, model_dir: Path) -> None:
+    """Copy <ckpt_dir>/best.ckpt atomically to <model_dir>/model.ckpt, then drop the scratch directory."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(model_dir / "model.ckpt") as tmp:
+        shutil.copyfile(ckpt_dir / "best.ckpt", tmp)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory allocated (cuda) or peak resident memory of this process (cpu), in MiB."""
+    if device == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
