@@ -202,12 +202,12 @@ def compare(per_user: dict[str, pd.DataFrame], truth: pd.DataFrame,
     return out
 
 
-def report(metrics: dict[str, dict[str, float]], comparisons: dict[str, dict[str, dict]],
-           cfg: EvaluateConfig) -> str:
-    """Markdown leaderboard: one row per model, test metrics, † where significantly != baseline."""
-    cols = [f"test/{m}@{k}" for m in METRICS for k in cfg.ks]
-    cols += [f"test/cold_target/{m}" for m in cfg.significance_metrics]
-    head = [("cold " if "cold_target/" in c else "") + c.rsplit("/", 1)[1].upper() for c in cols]
+def metric_table(metrics: dict[str, dict[str, float]], comparisons: dict[str, dict[str, dict]],
+                 cols: list[str], baseline: str) -> list[str]:
+    """Markdown table rows: one per model, a column per flat metric key; best per column in bold,
+    † where the paired test vs the baseline is significant; – where the model lacks the key."""
+    head = [("cold " if "cold_target/" in c else "warm " if "warm_target/" in c else "")
+            + c.rsplit("/", 1)[1].upper() for c in cols]
     best = {c: max((v[c] for v in metrics.values() if c in v), default=None) for c in cols}
     lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]
     for model, vals in metrics.items():
@@ -219,8 +219,29 @@ def report(metrics: dict[str, dict[str, float]], comparisons: dict[str, dict[str
             cell = f"{vals[c]:.4f}"
             cell = f"**{cell}**" if vals[c] == best[c] else cell
             cells.append(cell + ("†" if comparisons.get(model, {}).get(c, {}).get("significant") else ""))
-        name = f"{model} (baseline)" if model == cfg.baseline else model
+        name = f"{model} (baseline)" if model == baseline else model
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def leaderboard_columns(cfg: EvaluateConfig) -> list[str]:
+    """Every test metric at every K, then the cold-target slice of the tested metrics."""
+    return ([f"test/{m}@{k}" for m in METRICS for k in cfg.ks]
+            + [f"test/cold_target/{m}" for m in cfg.significance_metrics])
+
+
+def significance_note(cfg: EvaluateConfig) -> str:
+    tested = ", ".join(m.upper() for m in cfg.significance_metrics)
+    return (f"† significantly different from the baseline `{cfg.baseline}` on the same users: the "
+            f"{1 - cfg.alpha:.0%} bootstrap CI ({cfg.n_bootstrap} resamples) of the mean per-user difference "
+            f"excludes 0 and the Wilcoxon signed-rank p < {cfg.alpha}. Tested: {tested} on all test users "
+            "and on the cold-target slice; other cells are not tested.")
+
+
+def report(metrics: dict[str, dict[str, float]], comparisons: dict[str, dict[str, dict]],
+           cfg: EvaluateConfig) -> str:
+    """Markdown leaderboard: one row per model, test metrics, † where significantly != baseline."""
+    lines = metric_table(metrics, comparisons, leaderboard_columns(cfg), cfg.baseline)
     users = next(iter(metrics.values()), {}).get("test/users", 0)
     out = [
         "# Leaderboard (test)", "",
@@ -229,12 +250,8 @@ def report(metrics: dict[str, dict[str, float]], comparisons: dict[str, dict[str
         "", *lines, "",
     ]
     if comparisons:
-        tested = ", ".join(m.upper() for m in cfg.significance_metrics)
         out += [
-            f"† significantly different from the baseline `{cfg.baseline}` on the same users: the "
-            f"{1 - cfg.alpha:.0%} bootstrap CI ({cfg.n_bootstrap} resamples) of the mean per-user difference "
-            f"excludes 0 and the Wilcoxon signed-rank p < {cfg.alpha}. Tested: {tested} on all test users "
-            "and on the cold-target slice; other cells are not tested.", "",
+            significance_note(cfg), "",
             f"## Paired comparisons vs `{cfg.baseline}`", "",
             "| model | metric | baseline | model | diff | CI | p | significant |",
             "|---|---|---:|---:|---:|---|---:|---|",

@@ -55,3 +55,22 @@ def cold_warm_figure(table: pd.DataFrame) -> Figure:
     if names:
         axes[0].legend(fontsize="small")
     return fig
+
+
+def codebook_usage_figure(codes: dict[str, np.ndarray]) -> Figure:
+    """One panel per tokenizer: per level, code frequencies sorted high to low (flat = balanced codebook)."""
+    fig, axes = _figure(len(codes))
+    for ax, (name, c) in zip(axes, codes.items(), strict=False):
+        sem = c[1:, :-1]  # drop the padding row and the collision level
+        for level in range(sem.shape[1]):
+            counts = np.sort(np.bincount(sem[:, level]))[::-1]
+            ax.plot(np.arange(1, len(counts) + 1), counts, label=f"level {level + 1}")
+        ax.set_yscale("log")
+        ax.set(title=f"{name}: items per code", xlabel="code rank", ylabel="items")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    top = max((np.bincount(c[1:, level]).max() for c in codes.values() for level in range(c.shape[1] - 1)),
+              default=1)
+    for ax in axes:  # one y range: panels compare tokenizers
+        ax.set_ylim(0.8, top * 1.3)
+    return fig

@@ -1,15 +1,64 @@
-"""Stage `evaluate`: every model's val/test recommendations -> metrics, paired tests, leaderboard, plots."""
+"""Stage `evaluate`: every model's val/test recommendations -> metrics, paired tests, leaderboard, plots,
+and the study's report (reports/RESULTS.md) from those metrics, the training facts and the tokenizers' diagnostics."""
+import os
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
 from _common import load_section, setup_logging, stage_args
 from lib.evaluate import SPLITS, EvaluateConfig, evaluate
-from lib.io import write_csv, write_figure, write_json, write_parquet, write_text
+from lib.io import read_json, write_csv, write_figure, write_json, write_parquet, write_text
+from lib.plots import codebook_usage_figure
+from lib.report import ReportInputs, render
 
 
-def _models_flag(p) -> None:
+def _extra_flags(p) -> None:
     p.add_argument("--models", default="",
                    help="comma-separated model names; lists are <recs-dir>/<model>/{val,test}.parquet; "
                         "default: every model directory under --recs-dir")
+    p.add_argument("--results", type=Path, help="output: the study's report (markdown); omitted = not written")
+    p.add_argument("--train-metrics", type=Path, help="directory of <model>.json training facts (for --results)")
+    p.add_argument("--tokenizer-metrics", type=Path, nargs="*", default=[],
+                   help="tokenizer metrics: <name>.json files, or directories of them (for --results)")
+    p.add_argument("--codes", type=Path, nargs="*", default=[],
+                   help="tokenizer outputs: a directory holding codes.npy (named after it), or a directory "
+                        "of such directories (for --results)")
+
+
+def named_files(paths: list[Path], filename: str | None) -> dict[str, Path]:
+    """name -> file: with `filename` None, *.json files (name = stem), or every *.json in a directory;
+    otherwise directories holding `filename` (name = directory), or every such subdirectory."""
+    absent = [str(p) for p in paths if not p.exists()]
+    if absent:
+        raise SystemExit(f"error: report input not found: {absent}")
+    out: dict[str, Path] = {}
+    for p in paths:
+        if filename is None:
+            files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+            out.update({f.stem: f for f in files})
+        elif (p / filename).is_file():
+            out[p.name] = p / filename
+        else:
+            out.update({d.name: d / filename for d in sorted(p.iterdir()) if (d / filename).is_file()})
+    return out
+
+
+def write_results(args, cfg: EvaluateConfig, leaderboard: dict) -> None:
+    """reports/RESULTS.md and the codebook-usage figure beside the other evaluation figures."""
+    train = named_files([args.train_metrics], None) if args.train_metrics else {}
+    inp = ReportInputs(leaderboard=leaderboard,
+                       train={name: read_json(f) for name, f in train.items()},
+                       tokenizers={n: read_json(f) for n, f in named_files(args.tokenizer_metrics, None).items()},
+                       codes={n: np.load(f) for n, f in named_files(args.codes, "codes.npy").items()})
+    for name, meta in named_files(args.codes, "meta.json").items():  # which method made each tokenizer's codes
+        inp.tokenizers.setdefault(name, {})["method"] = read_json(meta).get("method")
+    figures = ["metrics_vs_k", "cold_warm"]
+    if inp.codes:
+        write_figure(codebook_usage_figure(inp.codes), args.plots_dir / "codebook_usage.png", dpi=120)
+        figures.append("codebook_usage")
+    rel = {f: os.path.relpath(args.plots_dir / f"{f}.png", args.results.parent) for f in figures}
+    write_text(render(inp, cfg, rel), args.results)
 
 
 def discover(recs_dir) -> list[str]:
@@ -29,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         "plots-dir": "output: metrics_vs_k and cold_warm as csv and png",
         "report": "output: markdown leaderboard",
         "per-user-dir": "output: <model>_test_per_user.parquet",
-    }, extra=_models_flag, argv=argv)
+    }, extra=_extra_flags, argv=argv)
     cfg = load_section(args.params, "evaluate", EvaluateConfig)
     setup_logging()
     models = [m.strip() for m in args.models.split(",") if m.strip()] or discover(args.recs_dir)
@@ -54,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, table in ev.plot_data.items():
         write_csv(table, args.plots_dir / f"{name}.csv")
         write_figure(ev.figures[name], args.plots_dir / f"{name}.png", dpi=120)
+    if args.results:
+        write_results(args, cfg, ev.leaderboard)
 
 
 if __name__ == "__main__":
