@@ -18,10 +18,11 @@ content variant changes the scores of *all* items, cold ones included.
                    pair (their n-gram variant with n = 2); only pairs some item has get a row.
 - sid_plus_id:     sid_unigram + a learned ID table.
 
-In the fusion variants (content_plus_id, sid_plus_id) the ID rows of items without a training
-interaction are fixed at zero when `ItemFeatures.warm` is given: such a row is never a training
-target, only a negative, so a learned row would push the item down and hide its content
-(measured on Beauty: 0 cold-target hits with learned rows).
+When `ItemFeatures.warm` is given (params `model.zero_cold_ids`), parameters that only items
+without a training interaction use are fixed at zero: their ID rows in the fusion variants
+(content_plus_id, sid_plus_id) and the code n-grams no warm item has (sid_*; mostly bigrams).
+Such a row is never a training target, only a negative, so learning it would push the item down
+and hide its content or shared codes (measured on Beauty: 0 cold-target hits with learned ID rows).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ class ItemRepresentation(nn.Module):
         self.code_tables = None
         if kind in CODE_KINDS:
             _check_rows("codes", features.codes, kind, n_items)
-            self._init_codes(features.codes, 2 if kind == "sid_bigram" else 1, d, init_std)
+            self._init_codes(features.codes, 2 if kind == "sid_bigram" else 1, d, init_std, features.warm)
         self.table = None
         if kind in ID_KINDS:
             self.table = nn.Embedding(n_items + 1, d, padding_idx=0)
@@ -125,7 +126,7 @@ class ItemRepresentation(nn.Module):
             self.adapter = (nn.Linear(c, d) if adapter_hidden == 0 else
                             nn.Sequential(nn.Linear(c, adapter_hidden), nn.GELU(), nn.Linear(adapter_hidden, d)))
 
-    def _init_codes(self, codes: np.ndarray, n: int, d: int, init_std: float) -> None:
+    def _init_codes(self, codes: np.ndarray, n: int, d: int, init_std: float, warm: np.ndarray | None) -> None:
         sem = np.asarray(codes[1:], dtype=np.int64)
         if sem.ndim != 2 or (sem < 0).any() or sem.shape[1] < n:
             raise ValueError(f"item codes: expected (N+1, L >= {n}) non-negative codes below row 0, "
@@ -133,6 +134,14 @@ class ItemRepresentation(nn.Module):
         grams = compact_ngrams(sem, n)  # (N, positions)
         rows = np.concatenate([np.zeros((1, grams.shape[1]), np.int64), grams])  # padding row: masked below
         self.register_buffer("code_ids", torch.as_tensor(rows))  # persistent: the checkpoint carries the codes
+        mask = None
+        if warm is not None:  # (N+1, positions): 1 where the item's n-gram is also some warm item's
+            mask = np.zeros(rows.shape, dtype=np.float32)
+            for j in range(grams.shape[1]):
+                seen = np.zeros(grams[:, j].max() + 1, dtype=bool)
+                seen[grams[np.asarray(warm[1:], bool), j]] = True
+                mask[1:, j] = seen[grams[:, j]]
+        self.register_buffer("code_mask", None if mask is None else torch.as_tensor(mask))
         self.code_tables = nn.ModuleList()
         for size in grams.max(0) + 1:
             table = nn.Embedding(int(size), d)
@@ -145,7 +154,10 @@ class ItemRepresentation(nn.Module):
         if self.adapter is not None:
             e = self.adapter(self.content)
         if self.code_tables is not None:
-            e = e + sum(t(self.code_ids[:, i]) for i, t in enumerate(self.code_tables))
+            parts = [t(self.code_ids[:, i]) for i, t in enumerate(self.code_tables)]
+            if self.code_mask is not None:
+                parts = [p * self.code_mask[:, i:i + 1] for i, p in enumerate(parts)]
+            e = e + sum(parts)
         if not isinstance(e, int):
             e = e * (torch.arange(e.shape[0], device=e.device) > 0).unsqueeze(1)  # padding row = 0
         if self.table is not None:

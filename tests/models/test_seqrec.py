@@ -233,3 +233,18 @@ def test_fusion_keeps_cold_id_rows_at_zero_through_training():
     # switched off: the classic learned rows
     off = model("sasrec", "content_plus_id", warm=warm, cfg=CFG.__class__(**{**CFG.__dict__, "zero_cold_ids": False}))
     assert off.items.id_mask is None
+
+
+def test_code_ngrams_only_cold_items_have_stay_zero():
+    c = codes(5, k=6)
+    c[9] = [5, 5, 5]  # only item 9 has these codes, and item 9 is cold
+    c[c == 5] = 4
+    c[9] = [5, 5, 5]
+    warm = np.ones(N_ITEMS + 1, bool)
+    warm[[0, 9]] = False
+    for rep in ("sid_unigram", "sid_bigram"):
+        m = model("sasrec", rep, sid=c, warm=warm)
+        e = m.items().detach()
+        assert torch.all(e[9] == 0) and torch.all(e[1:9].abs().sum(1) > 0)
+        free = model("sasrec", rep, sid=c, warm=None).items().detach()
+        assert torch.all(free[9] != 0)
