@@ -145,7 +145,9 @@ def cost_rows(inp: ReportInputs) -> list[str]:
     head = ["model", "best epoch", "epochs run", "s / epoch", "train s", "peak MB", "parameters"]
     rows = [[m, t.get("best_epoch"), t.get("epochs"), t.get("seconds_per_epoch"), t.get("train_seconds"),
              t.get("peak_memory_mb"), t.get("parameters")] for m, t in sorted(inp.train.items())]
-    return _table(head, rows)
+    total = sum(t.get("train_seconds") or 0 for t in inp.train.values())
+    return _table(head, rows) + ["", f"Training time of all {len(rows)} models: {total / 60:.0f} min "
+                                     "(early stopping included; decoding and tokenizers not)."]
 
 
 def representation_grid(models: dict, key: str = "test/ndcg@10") -> list[str]:
