@@ -29,6 +29,7 @@ def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | Non
     from lib.config import from_dict
     from lib.models.config import SeqRecConfig
     from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
+    from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, ItemFeatures
     from lib.models.recommend import recommend
     from lib.models.seqrec import SeqRec
 
@@ -40,9 +41,11 @@ def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | Non
     train = pd.read_parquet(split / "train.parquet")
     test = pd.read_parquet(split / "test.parquet")
     n_items = len(pd.read_parquet(ROOT / "data/processed/items.parquet", columns=["item"]))
-    content = None if representation == "id" else np.load(ROOT / "data/embed/embeddings.npy")
+    features = ItemFeatures(
+        content=np.load(ROOT / "data/embed/embeddings.npy") if representation in CONTENT_KINDS else None,
+        codes=np.load(ROOT / "data/rqvae/codes.npy")[:, :-1] if representation in CODE_KINDS else None)
     torch.manual_seed(0)
-    model = SeqRec(backbone, representation, n_items, cfg.model, content)
+    model = SeqRec(backbone, representation, n_items, cfg.model, features)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     seqs = training_sequences(train, cfg.model.max_len)
     loader = DataLoader(NextItemDataset(seqs), collate_fn=NextItemDataset.collate,

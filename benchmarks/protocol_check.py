@@ -55,15 +55,17 @@ def main() -> None:
          "--metrics", str(w / "split.json"), *pp])
     out = ["--split-dir", str(w / "split"), "--model-dir", str(w / "model"), "--recs-dir", str(w / "recs"),
            "--metrics", str(w / "train.json"), "--plots-dir", str(w / "plots"), *pp]
-    if args.model == "gpt2_sid":
+    if args.model == "gpt2_sid" or "_sid_" in args.model:
         run(["stages/rqvae.py", "--embeddings", "data/embed/embeddings.npy", "--embed-meta", "data/embed/meta.json",
              "--split-dir", str(w / "split"), "--out-dir", str(w / "rqvae"), "--metrics", str(w / "rqvae.json"),
              "--plots-dir", str(w / "rqvae_plots"), *pp])
+    if args.model == "gpt2_sid":
         run(["stages/train_gpt2_sid.py", "--codes-dir", str(w / "rqvae"), *out])
     else:
         backbone, rep = args.model.split("_", 1)
         run(["stages/train_seqrec.py", "--backbone", backbone, "--representation", rep,
-             "--items", "data/processed/items.parquet", "--embeddings", "data/embed/embeddings.npy", *out])
+             "--items", "data/processed/items.parquet", "--embeddings", "data/embed/embeddings.npy",
+             "--codes", str(w / "rqvae"), *out])
     test = pd.read_parquet(w / "split/test.parquet")
     recs = pd.read_parquet(w / "recs/test.parquet")
     assert (recs["user"].to_numpy() == test["user"].to_numpy()).all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Representation = Literal["id", "content_init", "content", "content_plus_id"]
+Representation = Literal["id", "content_init", "content", "content_plus_id", "sid_unigram", "sid_bigram", "sid_plus_id"]
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,7 @@ class ModelConfig:
     dropout: float = 0.3  # on embeddings, attention and feed-forward
     max_len: int = 50  # history length the model reads (most recent items)
     adapter_hidden: int = 0  # content adapter: 0 = linear map, > 0 = MLP of this width
+    zero_cold_ids: bool = True  # ID rows / code n-grams only items without training interaction use stay 0
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:

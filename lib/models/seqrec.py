@@ -1,24 +1,28 @@
 """A sequential recommender = item representation + backbone + tied full-catalogue scoring."""
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lib.models.backbones import BACKBONES
 from lib.models.config import ModelConfig, Representation
-from lib.models.item_repr import ItemRepresentation
+from lib.models.item_repr import ItemFeatures, ItemRepresentation
 from lib.models.losses import full_softmax_ce
 
 
 class SeqRec(nn.Module):
     def __init__(self, backbone: str, representation: Representation, n_items: int, cfg: ModelConfig,
-                 content: np.ndarray | None = None):
+                 features: ItemFeatures | None = None):
         super().__init__()
         self.cfg = cfg
         self.n_items = n_items
-        self.items = ItemRepresentation(representation, n_items, cfg.d_model, content, cfg.adapter_hidden)
+        features = features or ItemFeatures()
+        if not cfg.zero_cold_ids:
+            features = dataclasses.replace(features, warm=None)
+        self.items = ItemRepresentation(representation, n_items, cfg.d_model, features, cfg.adapter_hidden)
         self.backbone = BACKBONES[backbone](cfg)
 
     def hidden(self, seq: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:

@@ -6,11 +6,12 @@ import torch
 
 from lib.models.config import ModelConfig
 from lib.models.data import NextItemDataset, pad, training_sequences
+from lib.models.item_repr import ItemFeatures, compact_ngrams
 from lib.models.recommend import list_lengths, recommend
 from lib.models.seqrec import SeqRec
 
 N_ITEMS = 30
-REPRS = ["id", "content_init", "content", "content_plus_id"]
+REPRS = ["id", "content_init", "content", "content_plus_id", "sid_unigram", "sid_bigram", "sid_plus_id"]
 CFG = ModelConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0, max_len=8, adapter_hidden=0)
 
 
@@ -21,9 +22,18 @@ def content(seed=0, n=N_ITEMS, c=12):
     return x
 
 
-def model(backbone, rep, emb=None, seed=0):
+def codes(seed=0, n=N_ITEMS, levels=3, k=4):
+    """(n+1, levels) random codes, row 0 = -1 (padding), as the tokenizer writes them."""
+    c = np.random.default_rng(seed).integers(0, k, size=(n + 1, levels))
+    c[0] = -1
+    return c
+
+
+def model(backbone, rep, emb=None, seed=0, sid=None, warm=None, cfg=CFG):
     torch.manual_seed(seed)
-    return SeqRec(backbone, rep, N_ITEMS, CFG, content() if emb is None else emb).eval()
+    features = ItemFeatures(content=content() if emb is None else emb, codes=codes() if sid is None else sid,
+                            warm=warm)
+    return SeqRec(backbone, rep, N_ITEMS, cfg, features).eval()
 
 
 @pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
@@ -130,7 +140,9 @@ def test_content_init_uses_the_content_geometry():
 
 def test_wrong_content_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="rows"):
-        SeqRec("sasrec", "content", N_ITEMS, CFG, content(n=N_ITEMS - 1))
+        SeqRec("sasrec", "content", N_ITEMS, CFG, ItemFeatures(content=content(n=N_ITEMS - 1)))
+    with pytest.raises(ValueError, match="needs item codes"):
+        SeqRec("sasrec", "sid_unigram", N_ITEMS, CFG, ItemFeatures(content=content()))
 
 
 def test_mlp_adapter_also_carries_content():
@@ -138,10 +150,8 @@ def test_mlp_adapter_also_carries_content():
 
     cfg = replace(CFG, adapter_hidden=8)
     seq, lengths = pad([np.array([1, 2, 3])])
-    torch.manual_seed(0)
-    a = SeqRec("sasrec", "content", N_ITEMS, cfg, content(0)).eval().score_last(seq, lengths)
-    torch.manual_seed(0)
-    b = SeqRec("sasrec", "content", N_ITEMS, cfg, content(1)).eval().score_last(seq, lengths)
+    a = model("sasrec", "content", content(0), cfg=cfg).score_last(seq, lengths)
+    b = model("sasrec", "content", content(1), cfg=cfg).score_last(seq, lengths)
     assert not torch.allclose(a[:, 1:], b[:, 1:])
 
 
@@ -171,3 +181,70 @@ def test_length_pools_reduce_padding():
     assert padded(1000) < padded(4) < padded(1)
     spans = [lengths[b].max() - lengths[b].min() for b in LengthBucketSampler(lengths.tolist(), 64, 0, 1000)]
     assert np.median(spans) <= 1  # one big pool: batches of (nearly) one length
+
+
+def test_compact_ngrams_by_hand():
+    c = np.array([[0, 1, 2], [0, 1, 3], [1, 1, 2]])
+    assert compact_ngrams(c, 1).tolist() == [[0, 0, 0], [0, 0, 1], [1, 0, 0]]
+    # pairs (0,1) (0,1) (1,1) at levels 1-2 and (1,2) (1,3) (1,2) at levels 2-3
+    assert compact_ngrams(c, 2).tolist() == [[0, 0], [0, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gpt2"])
+@pytest.mark.parametrize("rep", ["sid_unigram", "sid_bigram", "sid_plus_id"])
+def test_codes_reach_the_scores(backbone, rep):
+    seq, lengths = pad([np.array([1, 2, 3])])
+    a = model(backbone, rep, sid=codes(0)).score_last(seq, lengths)
+    b = model(backbone, rep, sid=codes(1)).score_last(seq, lengths)
+    assert not torch.allclose(a[:, 1:], b[:, 1:])
+
+
+@pytest.mark.parametrize("rep, n", [("sid_unigram", 1), ("sid_bigram", 2)])
+def test_sid_item_vector_is_the_sum_of_its_ngram_embeddings(rep, n):
+    c = codes(3)
+    c[5] = c[7]  # items 5 and 7 share every code: one vector
+    m = model("sasrec", rep, sid=c)
+    e = m.items().detach()
+    assert torch.equal(e[5], e[7]) and not torch.equal(e[5], e[6])
+    grams = compact_ngrams(c[1:], n)
+    want = sum(m.items.code_tables[j].weight[grams[8 - 1, j]] for j in range(grams.shape[1]))
+    assert torch.allclose(e[8], want.detach())
+    assert len(m.items.code_tables) == 3 - n + 1 and m.items.table is None  # no per-item parameters
+
+
+def test_fusion_keeps_cold_id_rows_at_zero_through_training():
+    """Items without a training interaction are represented by content/codes alone."""
+    warm = np.ones(N_ITEMS + 1, bool)
+    warm[[0, 4, 9]] = False  # items 4 and 9 are cold
+    for rep, part in (("content_plus_id", "adapter"), ("sid_plus_id", "code_tables")):
+        m = model("sasrec", rep, warm=warm).train()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+        inp, tgt = NextItemDataset.collate([np.array([1, 2, 3, 4, 9, 5])])
+        for _ in range(3):
+            opt.zero_grad()
+            m.loss(inp, tgt).backward()
+            opt.step()
+        ids = m.items.table.weight * m.items.id_mask
+        assert torch.all(ids[[4, 9]] == 0) and torch.all(ids[[1, 2, 3]] != 0)
+        with torch.no_grad():
+            m.items.table.weight.zero_()  # what is left is the content/code part alone
+            only_part = m.items()
+        assert torch.equal(m.items()[4], only_part[4]) and getattr(m.items, part) is not None
+    # switched off: the classic learned rows
+    off = model("sasrec", "content_plus_id", warm=warm, cfg=CFG.__class__(**{**CFG.__dict__, "zero_cold_ids": False}))
+    assert off.items.id_mask is None
+
+
+def test_code_ngrams_only_cold_items_have_stay_zero():
+    c = codes(5, k=6)
+    c[9] = [5, 5, 5]  # only item 9 has these codes, and item 9 is cold
+    c[c == 5] = 4
+    c[9] = [5, 5, 5]
+    warm = np.ones(N_ITEMS + 1, bool)
+    warm[[0, 9]] = False
+    for rep in ("sid_unigram", "sid_bigram"):
+        m = model("sasrec", rep, sid=c, warm=warm)
+        e = m.items().detach()
+        assert torch.all(e[9] == 0) and torch.all(e[1:9].abs().sum(1) > 0)
+        free = model("sasrec", rep, sid=c, warm=None).items().detach()
+        assert torch.all(free[9] != 0)

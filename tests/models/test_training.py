@@ -71,3 +71,23 @@ def test_refit_trains_the_given_number_of_epochs(tmp_path):
     module = refit("sasrec", "id", cfg(), train, N_ITEMS, None, epochs=2, progress=False)
     assert module.trainer.current_epoch == 2
     assert module.hparams.representation == "id"
+
+
+def test_semantic_id_model_checkpoint_carries_codes_and_cold_mask(tmp_path):
+    from lib.models.item_repr import ItemFeatures
+
+    train, val = tiny_split()
+    codes = np.stack([np.arange(N_ITEMS + 1) % 4, np.arange(N_ITEMS + 1) // 4], axis=1)
+    codes[0] = -1
+    warm = np.zeros(N_ITEMS + 1, bool)
+    warm[train["item"].unique()] = True
+    warm[N_ITEMS] = False  # one cold item
+    features = ItemFeatures(codes=codes, warm=warm)
+    best, _ = fit("sasrec", "sid_plus_id", cfg(max_epochs=2), train, val, N_ITEMS, features,
+                  str(tmp_path / "ckpt"), progress=False)
+    state = torch.load(tmp_path / "ckpt" / "best.ckpt", weights_only=False)["state_dict"]
+    assert torch.equal(state["model.items.code_ids"][1:], torch.as_tensor(codes[1:]))  # compact ids = codes here
+    assert state["model.items.id_mask"][N_ITEMS].item() == 0 and state["model.items.id_mask"][1].item() == 1
+    re = SeqRecModule.load_from_checkpoint(str(tmp_path / "ckpt" / "best.ckpt"), features=features,
+                                           map_location="cpu")
+    assert torch.equal(re.model.items(), best.model.items())

@@ -1,0 +1,68 @@
+"""Stage `train_seqrec` end to end on tiny synthetic files: a Semantic-ID variant, its outputs and input errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from tests.models.test_training import N_ITEMS, tiny_split
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = {"sasrec": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "dropout": 0.0, "max_len": 8},
+                     "train": {"max_epochs": 3, "patience": 3, "batch_size": 16, "lr": 0.01, "device": "cpu",
+                               "threads": 1},
+                     "top_k": 5}}
+
+
+def _inputs(tmp: Path) -> list[str]:
+    train, val = tiny_split()
+    train = train[train["item"] != N_ITEMS]  # the last item gets no training interaction: cold
+    split = tmp / "split"
+    split.mkdir()
+    train.to_parquet(split / "train.parquet")
+    val.to_parquet(split / "val.parquet")
+    val.to_parquet(split / "test.parquet")
+    (split / "split.json").write_text(json.dumps({"retrain_on_validation": False}))
+    pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}).to_parquet(tmp / "items.parquet")
+    codes = np.stack([np.arange(N_ITEMS + 1) % 4, np.arange(N_ITEMS + 1) // 4, np.zeros(N_ITEMS + 1, int)], 1)
+    codes[0] = -1
+    (tmp / "codes").mkdir()
+    np.save(tmp / "codes/codes.npy", codes)  # 2 semantic levels + the collision level
+    (tmp / "codes/meta.json").write_text(json.dumps({"levels": 2, "method": "synthetic"}))
+    (tmp / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    return [sys.executable, str(ROOT / "stages/train_seqrec.py"), "--backbone", "sasrec",
+            "--split-dir", str(split), "--items", str(tmp / "items.parquet"), "--model-dir", str(tmp / "model"),
+            "--recs-dir", str(tmp / "recs"), "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"),
+            "--params", str(tmp / "params.yaml")]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_semantic_id_variant_writes_lists_checkpoint_and_metrics(tmp_path):
+    args = _inputs(tmp_path)
+    p = _run(args + ["--representation", "sid_plus_id", "--codes", str(tmp_path / "codes")], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for split in ("val", "test"):
+        recs = pd.read_parquet(tmp_path / f"recs/{split}.parquet")
+        assert len(recs) == 60 and all(len(set(x)) == len(x) for x in recs["items"])
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["model"] == "sasrec_sid_plus_id" and m["zeroed_id_rows"] == 1 and m["best_epoch"] >= 1
+    state = torch.load(tmp_path / "model/model.ckpt", weights_only=False)
+    assert state["hyper_parameters"]["representation"] == "sid_plus_id"
+    assert state["state_dict"]["model.items.code_ids"].shape == (N_ITEMS + 1, 2)  # collision level left out
+    assert state["state_dict"]["model.items.id_mask"][N_ITEMS].item() == 0
+    assert not list(tmp_path.glob(".model.ckpt_tmp"))  # the scratch checkpoint directory is removed
+
+
+def test_missing_inputs_are_named(tmp_path):
+    args = _inputs(tmp_path)
+    p = _run(args + ["--representation", "sid_unigram"], tmp_path)
+    assert p.returncode != 0 and "needs --codes" in p.stderr
+    p = _run(args + ["--representation", "sid_unigram", "--codes", str(tmp_path / "nope")], tmp_path)
+    assert p.returncode != 0 and "codes file not found" in p.stderr and "nope" in p.stderr
