@@ -20,7 +20,9 @@ from lib.evaluate import EvaluateConfig, leaderboard_columns, metric_table, sign
 
 MAIN_TOKENIZER = "rqvae"  # the `rqvae` stage's codes feed gpt2_sid and every Semantic-ID representation
 GENERATOR = "gpt2_sid"
-REPRESENTATION_ORDER = ("id", "content_init", "content", "content_plus_id")  # table order; others follow
+REPRESENTATION_ORDER = ("id", "content_init", "content", "content_plus_id", "sid_unigram", "sid_bigram",
+                        "sid_plus_id")  # table order; others follow
+GRID_METRICS = {"test/ndcg@10": "NDCG@10", "test/cold_target/hr@10": "cold HR@10"}
 
 
 @dataclass
@@ -150,14 +152,14 @@ def cost_rows(inp: ReportInputs) -> list[str]:
                                      "(early stopping included; decoding and tokenizers not)."]
 
 
-def representation_grid(models: dict, key: str = "test/ndcg@10") -> list[str]:
-    """Representation x backbone pivot of one metric, for the ID/content/Semantic-ID recommenders."""
+def representation_grid(models: dict, metrics: dict[str, str] = GRID_METRICS) -> list[str]:
+    """Representation x (backbone, metric) pivot for the ID/content/Semantic-ID recommenders."""
     backbones = ("sasrec", "gpt2")
     found = {m.split("_", 1)[1] for m in models
              if "_" in m and m.split("_", 1)[0] in backbones and tokenizer_of(m) is None}
     reps = [r for r in REPRESENTATION_ORDER if r in found] + sorted(found - set(REPRESENTATION_ORDER))
-    rows = [[r] + [models.get(f"{b}_{r}", {}).get(key) for b in backbones] for r in reps]
-    return _table(["representation", *backbones], rows)
+    rows = [[r] + [models.get(f"{b}_{r}", {}).get(k) for b in backbones for k in metrics] for r in reps]
+    return _table(["representation", *(f"{b} {name}" for b in backbones for name in metrics.values())], rows)
 
 
 def render(inp: ReportInputs, cfg: EvaluateConfig, figures: dict[str, str]) -> str:
@@ -175,7 +177,7 @@ def render(inp: ReportInputs, cfg: EvaluateConfig, figures: dict[str, str]) -> s
         "## Leaderboard (test, all models)", "",
         *metric_table(models, comp, leaderboard_columns(cfg), cfg.baseline), "", significance_note(cfg), "",
         fig.get("metrics_vs_k", ""), "",
-        "## Item representation x backbone (test NDCG@10)", "", *representation_grid(models), "",
+        "## Item representation x backbone (test)", "", *representation_grid(models), "",
         "## Cold vs warm targets (test)", "", *cold_warm_rows(models, comp, cfg), "",
         fig.get("cold_warm", ""), "",
         "## Semantic-ID generator: per-level prefix hit rates (test)", "",

@@ -65,8 +65,11 @@ def test_summary_names_the_best_models_with_their_tests(inputs):
 
 def test_representation_grid_orders_id_first_and_leaves_gaps():
     rows = representation_grid({"sasrec_content": {"test/ndcg@10": 0.02}, "sasrec_id": {"test/ndcg@10": 0.01},
-                                "gpt2_id": {"test/ndcg@10": 0.03}, "gpt2_sid": {"test/ndcg@10": 0.04}})
-    assert rows[2:] == ["| id | 0.0100 | 0.0300 |", "| content | 0.0200 | – |"]  # gpt2_sid is a generator
+                                "gpt2_id": {"test/ndcg@10": 0.03}, "gpt2_sid": {"test/ndcg@10": 0.04},
+                                "sasrec_sid_unigram": {"test/ndcg@10": 0.05, "test/cold_target/hr@10": 0.2}})
+    assert rows[0] == "| representation | sasrec NDCG@10 | sasrec cold HR@10 | gpt2 NDCG@10 | gpt2 cold HR@10 |"
+    assert rows[2:] == ["| id | 0.0100 | – | 0.0300 | – |", "| content | 0.0200 | – | – | – |",
+                        "| sid_unigram | 0.0500 | 0.2000 | – | – |"]  # gpt2_sid is a generator, not a representation
 
 
 def test_render_has_every_section_and_the_per_level_hit_rates(inputs):
