@@ -34,10 +34,16 @@ class ReportInputs:
 
 
 def tokenizer_of(model: str) -> str | None:
-    """gpt2_sid -> the main tokenizer; gpt2_sid_<name> -> <name>; other models -> None."""
+    """gpt2_sid -> the main tokenizer; gpt2_sid_<name> -> <name>; other models -> None.
+
+    `gpt2_sid_unigram` etc. are GPT-2 with a Semantic-ID *representation* (`gpt2_` + `sid_unigram`), not
+    generators: a name `gpt2_<representation>` with a representation of REPRESENTATION_ORDER wins.
+    """
     if model == GENERATOR:
         return MAIN_TOKENIZER
-    return model[len(GENERATOR) + 1:] if model.startswith(GENERATOR + "_") else None
+    if model.startswith(GENERATOR + "_") and model.split("_", 1)[1] not in REPRESENTATION_ORDER:
+        return model[len(GENERATOR) + 1:]
+    return None
 
 
 def _fmt(x) -> str:

@@ -49,6 +49,9 @@ def test_tokenizer_of_maps_generators_to_their_tokenizer():
     assert tokenizer_of("gpt2_sid") == "rqvae" and tokenizer_of("gpt2_sid_lsh") == "lsh"
     assert tokenizer_of("gpt2_sid_rqvae_diversity") == "rqvae_diversity"
     assert tokenizer_of("gpt2_id") is None and tokenizer_of("sasrec_content") is None
+    # GPT-2 with Semantic-ID representations shares the prefix but is no generator
+    assert tokenizer_of("gpt2_sid_unigram") is None and tokenizer_of("gpt2_sid_plus_id") is None
+    assert tokenizer_of("sasrec_sid_bigram") is None
 
 
 def test_summary_names_the_best_models_with_their_tests(inputs):
