@@ -6,6 +6,12 @@ histories of at most 20 items) without touching the committed pipeline outputs:
     python benchmarks/protocol_check.py --model gpt2_sid --split leave_one_out --max-len 20 --work /tmp/loo
     python benchmarks/protocol_check.py --model sasrec_id --split leave_one_out --max-len 50 --work /tmp/loo
 
+`--set` overrides any other param the way `dvc exp run -S` does, for a hyper-parameter check of one
+model on the default split (choose on the printed validation figure, then read test):
+
+    python benchmarks/protocol_check.py --model sasrec_id --split global_temporal \
+        --set sasrec.model.d_model=128 --set sasrec.model.n_heads=2 --work /tmp/d128h2
+
 It runs the same stage scripts as dvc.yaml (split, rqvae, train_*) with a copy of params.yaml
 carrying the overrides, reads data/processed and data/embed of the main pipeline, and scores
 the test lists with lib/metrics.py (seen items removed, full catalogue).
@@ -29,11 +35,27 @@ def run(cmd: list[str]) -> None:
     subprocess.run([sys.executable, *cmd], cwd=ROOT, check=True)
 
 
+def apply_override(params: dict, assignment: str) -> None:
+    """`a.b.c=value` (value read as YAML) replaces an existing param; an unknown key is an error."""
+    key, sep, value = assignment.partition("=")
+    if not sep:
+        raise SystemExit(f"error: --set {assignment!r}: expected KEY=VALUE")
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node:
+        raise SystemExit(f"error: --set {assignment!r}: params.yaml has no {key}")
+    node[leaf] = yaml.safe_load(value)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="gpt2_sid, or <sasrec|gpt2>_<representation>")
     p.add_argument("--split", default="leave_one_out", choices=["leave_one_out", "global_temporal"])
     p.add_argument("--max-len", type=int, default=None, help="override the model's history length")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param, e.g. sasrec.model.d_model=128 (repeatable)")
     p.add_argument("--work", type=Path, required=True, help="scratch directory for every output")
     args = p.parse_args()
 
@@ -47,6 +69,8 @@ def main() -> None:
     section = "gpt2_sid" if args.model == "gpt2_sid" else args.model.split("_", 1)[0]
     if args.max_len:
         params[section]["model"]["max_len"] = args.max_len
+    for assignment in args.set:
+        apply_override(params, assignment)
     w = args.work.resolve()
     w.mkdir(parents=True, exist_ok=True)
     (w / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -72,7 +96,7 @@ def main() -> None:
     top = metrics.top_k(list(recs["items"]), 20, seen=list(test["history"]))
     ranks = metrics.target_ranks(top, test["target"].to_numpy(np.int64))
     res = {"model": args.model, "split": args.split, "max_len": params[section]["model"]["max_len"],
-           "test_users": len(test)}
+           "overrides": args.set, "test_users": len(test)}
     for k in (5, 10, 20):
         res[f"recall@{k}"] = round(float(metrics.hit_rate(ranks, k).mean()), 5)
         res[f"ndcg@{k}"] = round(float(metrics.ndcg(ranks, k).mean()), 5)
