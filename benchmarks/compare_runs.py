@@ -1,7 +1,7 @@
 """Compare hyper-parameter runs of benchmarks/protocol_check.py, with seed replicates pooled.
 
 Each run directory (protocol_check's --work) holds its split, its test lists and result.json.
-Runs whose overrides differ only in `*.train.seed` are replicates of one config: the table gives
+Runs of one model whose overrides differ only in `*.train.seed` are replicates of one config: the table gives
 their mean and spread (validation NDCG@10 is what a config is chosen on; test is read after).
 Every run is also compared with one base run on the same test users (paired bootstrap CI of the
 NDCG@10 difference, lib/evaluate.py), so a gap can be told from user-sampling noise:
@@ -27,9 +27,9 @@ from lib.evaluate import EvaluateConfig, paired_test  # noqa: E402
 K = 10
 
 
-def config_key(overrides: list[str]) -> str:
-    """The overrides without the seed: runs with the same key are replicates."""
-    return " ".join(sorted(o for o in overrides if ".train.seed=" not in o)) or "(default)"
+def config_key(model: str, overrides: list[str]) -> str:
+    """The model and its overrides without the seed: runs with the same key are replicates."""
+    return f"{model} " + (" ".join(sorted(o for o in overrides if ".train.seed=" not in o)) or "(default)")
 
 
 def load_run(work: Path) -> dict:
@@ -44,7 +44,7 @@ def load_run(work: Path) -> dict:
         raise SystemExit(f"error: {work}: test lists and ground truth are not in the same user order")
     top = metrics.top_k(list(recs["items"]), K, seen=list(test["history"]))  # seen items removed
     ranks = metrics.target_ranks(top, test["target"].to_numpy(np.int64))
-    return {"name": work.name, "key": config_key(res.get("overrides", [])), "train": res["train"],
+    return {"name": work.name, "key": config_key(res["model"], res.get("overrides", [])), "train": res["train"],
             "users": test["user"].to_numpy(), "ndcg": metrics.ndcg(ranks, K), "hr": metrics.hit_rate(ranks, K)}
 
 

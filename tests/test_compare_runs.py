@@ -17,21 +17,23 @@ _spec.loader.exec_module(compare_runs)
 TRUTH = pd.DataFrame({"user": [1, 2, 3, 4], "history": [[9], [8], [7], [5]], "target": [10, 11, 12, 13]})
 
 
-def make_run(root: Path, name: str, overrides: list[str], lists: list[list[int]], val: float) -> Path:
+def make_run(root: Path, name: str, overrides: list[str], lists: list[list[int]], val: float,
+             model: str = "sasrec_id") -> Path:
     w = root / name
     (w / "split").mkdir(parents=True)
     (w / "recs").mkdir()
     TRUTH.to_parquet(w / "split" / "test.parquet")
     pd.DataFrame({"user": TRUTH["user"], "items": lists}).to_parquet(w / "recs" / "test.parquet")
     train = {"best_val_ndcg@10": val, "best_epoch": 3, "seconds_per_epoch": 2.0}
-    (w / "result.json").write_text(json.dumps({"overrides": overrides, "train": train}))
+    (w / "result.json").write_text(json.dumps({"model": model, "overrides": overrides, "train": train}))
     return w
 
 
 def test_seed_is_the_only_override_ignored_by_the_config_key():
-    assert compare_runs.config_key(["a.model.d=1", "a.train.seed=7"]) == "a.model.d=1"
-    assert compare_runs.config_key(["a.train.seed=7"]) == "(default)"
-    assert compare_runs.config_key(["b=2", "a=1"]) == compare_runs.config_key(["a=1", "b=2"])
+    assert compare_runs.config_key("m", ["a.model.d=1", "a.train.seed=7"]) == "m a.model.d=1"
+    assert compare_runs.config_key("m", ["a.train.seed=7"]) == "m (default)"
+    assert compare_runs.config_key("m", ["b=2", "a=1"]) == compare_runs.config_key("m", ["a=1", "b=2"])
+    assert compare_runs.config_key("m", []) != compare_runs.config_key("other", [])
 
 
 def test_hand_computed_ranks_with_seen_items_removed(tmp_path):
@@ -45,11 +47,14 @@ def test_replicates_pooled_and_each_run_compared_with_the_base(tmp_path):
     base = compare_runs.load_run(make_run(tmp_path, "default", [], [[10], [11], [1], [1]], 0.04))  # HR 0.5
     seed1 = compare_runs.load_run(make_run(tmp_path, "seed1", ["s.train.seed=1"], [[10], [1], [1], [1]], 0.02))
     wide = compare_runs.load_run(make_run(tmp_path, "wide", ["s.model.d=128"], [[10], [11], [12], [13]], 0.06))
-    lines = compare_runs.tables([base, seed1, wide], base, EvaluateConfig(n_bootstrap=50))
+    other_model = compare_runs.load_run(make_run(tmp_path, "cpi", [], [[1]] * 4, 0.01, model="sasrec_content"))
+    lines = compare_runs.tables([base, seed1, wide, other_model], base, EvaluateConfig(n_bootstrap=50))
     rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
     # the two seeds of the default config are one row: val mean 0.03, sd of (0.04, 0.02); test NDCG 0.5 and 0.25
-    assert rows["(default)"].startswith("| (default) | 2 | 2.0 | 3 / 3 | 0.0300 ± 0.0141 | 0.3750 ± 0.1768 |")
-    assert lines.index(rows["s.model.d=128"]) < lines.index(rows["(default)"])  # sorted by validation
+    assert rows["sasrec_id (default)"].startswith(
+        "| sasrec_id (default) | 2 | 2.0 | 3 / 3 | 0.0300 ± 0.0141 | 0.3750 ± 0.1768 |")
+    assert rows["sasrec_content (default)"].startswith("| sasrec_content (default) | 1 |")  # never pooled across models
+    assert lines.index(rows["sasrec_id s.model.d=128"]) < lines.index(rows["sasrec_id (default)"])  # by validation
     assert "| wide | 1.0000 | +0.5000 |" in rows["wide"]
     assert "| seed1 | 0.2500 | -0.2500 |" in rows["seed1"]
 
