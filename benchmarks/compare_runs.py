@@ -84,7 +84,9 @@ def main() -> None:
     for w in sorted(w for w in set(args.runs) - set(done) if w.is_dir()):
         print(f"skipped {w}: no result.json (unfinished run or not a run directory)", file=sys.stderr)
     runs = [load_run(w) for w in done]
-    print("\n".join(tables(runs, load_run(args.base), EvaluateConfig())))
+    same = [r for w, r in zip(done, runs, strict=True) if w.resolve() == args.base.resolve()]
+    base = same[0] if same else load_run(args.base)  # the base is usually one of the runs: read it once
+    print("\n".join(tables(runs, base, EvaluateConfig())))
 
 
 if __name__ == "__main__":
