@@ -1,9 +1,10 @@
-# Two entry points: `make repro` (set up + run the pipeline) and `make test` (set up + run the tests).
+# Entry points: `make core` (set up + the core comparison + report), `make study` (every run + report),
+# `make test` (set up + the tests). Runs train two at a time, one torch thread each (params threads: 1).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test setup lint
+.PHONY: core study repro test setup lint
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,8 +14,23 @@ $(BIN)/.installed: requirements.txt
 
 setup: $(BIN)/.installed
 
-repro: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+DVC := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc
+TARGETS := $(BIN)/python stages/targets.py
+LANES ?= 2
+
+core: setup
+	mkdir -p logs
+	$(DVC) repro parse preprocess $$($(TARGETS) upstream --core)
+	$(TARGETS) core | xargs -P $(LANES) -I{} sh -c '$(DVC) repro {} > "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "done {}" || { echo "FAILED {} (see logs/)"; exit 255; }'
+	$(DVC) repro -s report
+
+study: setup
+	mkdir -p logs
+	$(DVC) repro parse preprocess $$($(TARGETS) upstream)
+	$(TARGETS) all | xargs -P $(LANES) -I{} sh -c '$(DVC) repro {} > "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "done {}" || { echo "FAILED {} (see logs/)"; exit 255; }'
+	$(DVC) repro -s report
+
+repro: study
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests

@@ -43,6 +43,11 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         args = get_args(tp)
         inner = args[0] if args else Any
         return tuple(_check(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:  # a mapping of overrides (lib/runs.py): string keys, values checked where applied
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping with string keys, got {value!r}")
+        inner = get_args(tp)[1] if get_args(tp) else Any
+        return {k: _check(v, inner, f"{key}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")

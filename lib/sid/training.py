@@ -50,6 +50,12 @@ class SidModule(L.LightningModule):
         self.val_rows: pd.DataFrame | None = None
         self.cold_items: np.ndarray | None = None  # items without training interaction (decode.cold_every)
 
+    def on_fit_start(self):
+        # The trie is plain tensors shared with decoding outside Lightning, not buffers, so moving the
+        # module leaves it behind; training_step indexes it with on-device node ids (trie_softmax).
+        if self.trie is not None:
+            self.trie.to(self.device)
+
     def training_step(self, batch, _):
         inp, tgt, col, node = batch
         children = self.trie.children if self.model.cfg.trie_softmax else None
@@ -116,4 +122,5 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
         "val_users_decoded": len(module.val_rows),
         "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
+    trie.to("cpu")  # with the module: the caller picks the decoding device
     return module.cpu(), facts

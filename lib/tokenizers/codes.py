@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +140,14 @@ def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str) -> tuple[np
     log.info("%s: %d items, %.2f%% in %d colliding groups (largest %d); vocab %d", method, len(raw),
              100 * diagnostics["collision_rate"], diagnostics["colliding_groups"], diagnostics["largest_group"], vocab)
     return codes, meta, diagnostics
+
+
+def code_usage(codes: np.ndarray, levels: int) -> pd.DataFrame:
+    """Codes (N+1, levels[+1]) with row 0 = padding -> (level, rank, items): per semantic level, how many
+    items each used code holds, most used first. A small table the report plots without the codes."""
+    rows = []
+    for level in range(levels):
+        counts = np.sort(np.bincount(codes[1:, level]))[::-1]
+        counts = counts[counts > 0]
+        rows.append(pd.DataFrame({"level": level + 1, "rank": np.arange(1, len(counts) + 1), "items": counts}))
+    return pd.concat(rows, ignore_index=True)

@@ -1,4 +1,4 @@
-"""lib.data.preprocess: repeat removal, iterative N-core fixpoint, encoding, text cleaning."""
+"""lib.data.preprocess: duplicate and repeat removal, iterative N-core fixpoint, encoding, text cleaning."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,6 +43,54 @@ def test_consecutive_repeats_are_removed_but_returns_are_kept():
     assert seqs == {"u": ["A", "B", "A"]}
     seqs, _ = _run(rows, _cfg(remove_consecutive_repeats=False))
     assert seqs == {"u": ["A", "A", "B", "A"]}
+
+
+def test_exact_duplicates_removed_even_when_not_consecutive():
+    # Same timestamp: B sorts between the two copies of A, so repeat removal alone keeps both.
+    rows = [("u", "A", 5), ("u", "B", 5), ("u", "A", 5), ("u", "C", 6), ("u", "C", 6)]
+    seqs, (*_, stats) = _run(rows, _cfg())
+    assert seqs == {"u": ["A", "B", "C"]}
+    assert stats["duplicate_rows_removed"] == 2 and stats["rows_in"] == 5
+    # also with repeat removal off; a return at another time is not a duplicate
+    seqs, (*_, stats) = _run(rows + [("u", "A", 7)], _cfg(remove_consecutive_repeats=False))
+    assert seqs == {"u": ["A", "B", "C", "A"]}
+    assert stats["duplicate_rows_removed"] == 2
+
+
+def test_duplicates_go_before_the_rating_filter_first_copy_wins():
+    rows = [("u", "A", 1), ("u", "B", 2), ("u", "A", 1)]
+    seqs, (inter, *_, stats) = _run(rows, _cfg(min_rating=4.0), rating=[2.0, 5.0, 5.0])
+    assert seqs == {"u": ["B"]}  # the later, high-rated copy of A does not bring A back
+    assert stats["duplicate_rows_removed"] == 1
+
+
+@pytest.mark.parametrize("repeats", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_duplicated_input_gives_the_deduplicated_result(seed, repeats):
+    enc = random_interactions(seed, n_users=150, n_items=40, min_len=1, max_len=15, n_days=20)  # many ties
+    clean = pd.DataFrame({"user_id": "u" + enc["user"].astype(str), "item_id": "i" + enc["item"].astype(str),
+                          "timestamp": enc["timestamp"]})
+    clean = clean.drop_duplicates().sample(frac=1.0, random_state=seed).reset_index(drop=True)  # shuffled file
+    rng = np.random.default_rng(seed)
+    copies = clean.iloc[rng.choice(len(clean), size=len(clean) // 3)]  # some rows twice or more
+    dup = pd.concat([clean, copies]).sample(frac=1.0, random_state=seed + 10)
+    dup = dup.reset_index(drop=True)
+    first = ~dup.duplicated()
+    dedup = dup[first].reset_index(drop=True)  # what the file would be without the copies, in file order
+    cfg = _cfg(users=3, items=3, remove_consecutive_repeats=repeats)
+
+    inter, table, users, stats = preprocess(dup, NO_META, cfg)
+    ref = preprocess(dedup, NO_META, cfg)
+    assert stats["duplicate_rows_removed"] == len(copies) == len(dup) - len(dedup)
+    assert stats["rows_in"] == len(dup)
+    back = pd.DataFrame({"u": inter["user"], "i": inter["item"], "t": inter["timestamp"]})
+    assert not back.duplicated().any()
+    pd.testing.assert_frame_equal(inter, ref[0])
+    pd.testing.assert_frame_equal(table, ref[1])
+    pd.testing.assert_frame_equal(users, ref[2])
+    assert ref[3]["duplicate_rows_removed"] == 0
+    assert {k: v for k, v in stats.items() if k not in ("rows_in", "duplicate_rows_removed")} == \
+        {k: v for k, v in ref[3].items() if k not in ("rows_in", "duplicate_rows_removed")}
 
 
 def test_n_core_cascades_to_a_fixpoint():
@@ -90,7 +138,7 @@ def test_n_core_matches_a_reference_peeling(seed):
                         "timestamp": enc["timestamp"]}).sample(frac=1.0, random_state=seed)  # shuffled file
     cfg = _cfg(users=4, items=5, remove_consecutive_repeats=False)
     inter, table, users, _ = preprocess(raw, NO_META, cfg)
-    ref = _reference_core(raw, 4, 5)
+    ref = _reference_core(raw.drop_duplicates(), 4, 5)  # exact duplicates go before the core
     assert len(ref) > 0 and len(ref) < len(raw)  # the case is not trivial
     got = pd.DataFrame({"user_id": users.set_index("user").loc[inter["user"], "user_id"].to_numpy(),
                         "item_id": table.set_index("item").loc[inter["item"], "item_id"].to_numpy(),
@@ -186,6 +234,25 @@ def test_items_without_any_metadata_table():
     ("", ""),
     (None, ""),
     (float("nan"), ""),
+    # tags: inline ones vanish, the rest separate words; whitespace collapsed afterwards
+    ("Soap <b>x</b>", "Soap x"),
+    ("<B>Bold</B> claim", "Bold claim"),
+    ("line one<br/>line two<br>three<BR />four", "line one line two three four"),
+    ('see <a href="http://x.com/?a=1&b=2" target="_blank">our shop</a>.', "see our shop."),
+    ("<p>First.</p><p>Second.</p>", "First. Second."),
+    ("<ul><li>one</li><li>two</li></ul>", "one two"),
+    ("H<sub>2</sub>O and 3<sup>rd</sup>", "H2O and 3rd"),
+    # entities are unescaped first, so an escaped (or double-escaped) tag goes too
+    ("&lt;b&gt;New&lt;/b&gt; formula", "New formula"),
+    ("Tom &amp;amp; Jerry&amp;lt;br /&amp;gt;soap", "Tom & Jerry soap"),
+    ("5 &lt; 6 &amp; <i>7</i> &gt; 2", "5 < 6 & 7 > 2"),
+    # not tags: left alone
+    ("size < 5 oz", "size < 5 oz"),
+    ("a<b", "a<b"),
+    ("I <3 it", "I <3 it"),
+    ("x <= y >= z", "x <= y >= z"),
+    ("<Insert name here>", "<Insert name here>"),
+    ("<bold> claims", "<bold> claims"),
 ])
 def test_clean_text(raw, clean):
     assert clean_text(raw) == clean

@@ -1,4 +1,4 @@
-"""Stage `train_seqrec` end to end on tiny synthetic files: a Semantic-ID variant, its outputs and input errors."""
+"""Stage `train_seqrec` end to end on tiny synthetic files: a Semantic-ID run, its outputs and input errors."""
 import json
 import subprocess
 import sys
@@ -15,7 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {"sasrec": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "dropout": 0.0, "max_len": 8},
                      "train": {"max_epochs": 3, "patience": 3, "batch_size": 16, "lr": 0.01, "device": "cpu",
                                "threads": 1},
-                     "top_k": 5}}
+                     "top_k": 5},
+          "runs": {"code_rankers": {"tiny_plus_id": {"backbone": "sasrec", "representation": "sid_plus_id",
+                                                     "tokenizer": "t", "protocol": "gts"},
+                                    "tiny_unigram": {"backbone": "sasrec", "representation": "sid_unigram",
+                                                     "tokenizer": "t", "protocol": "gts",
+                                                     "set": {"train.max_epochs": 1}}}}}
 
 
 def _inputs(tmp: Path) -> list[str]:
@@ -32,12 +37,12 @@ def _inputs(tmp: Path) -> list[str]:
     codes[0] = -1
     (tmp / "codes").mkdir()
     np.save(tmp / "codes/codes.npy", codes)  # 2 semantic levels + the collision level
-    (tmp / "codes/meta.json").write_text(json.dumps({"levels": 2, "method": "synthetic"}))
+    (tmp / "codes/meta.json").write_text(json.dumps({"levels": 2, "method": "synthetic", "protocol": "gts"}))
     (tmp / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    return [sys.executable, str(ROOT / "stages/train_seqrec.py"), "--backbone", "sasrec",
+    return [sys.executable, str(ROOT / "stages/train_seqrec.py"), "--family", "code_rankers",
             "--split-dir", str(split), "--items", str(tmp / "items.parquet"), "--model-dir", str(tmp / "model"),
             "--recs-dir", str(tmp / "recs"), "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"),
-            "--params", str(tmp / "params.yaml")]
+            "--run-info", str(tmp / "run.json"), "--params", str(tmp / "params.yaml")]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -46,13 +51,17 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_semantic_id_variant_writes_lists_checkpoint_and_metrics(tmp_path):
     args = _inputs(tmp_path)
-    p = _run(args + ["--representation", "sid_plus_id", "--codes", str(tmp_path / "codes")], tmp_path)
+    p = _run(args + ["--run", "tiny_plus_id", "--codes", str(tmp_path / "codes")], tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     for split in ("val", "test"):
         recs = pd.read_parquet(tmp_path / f"recs/{split}.parquet")
         assert len(recs) == 60 and all(len(set(x)) == len(x) for x in recs["items"])
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["model"] == "sasrec_sid_plus_id" and m["zeroed_id_rows"] == 1 and m["best_epoch"] >= 1
+    assert m["model"] == "tiny_plus_id" and m["zeroed_id_rows"] == 1 and m["best_epoch"] >= 1
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run == {"name": "tiny_plus_id", "family": "code_rankers", "backbone": "sasrec",
+                   "representation": "sid_plus_id", "tokenizer": "t", "protocol": "gts", "n_levels": 2,
+                   "seed": 42, "overrides": {}}
     state = torch.load(tmp_path / "model/model.ckpt", weights_only=False)
     assert state["hyper_parameters"]["representation"] == "sid_plus_id"
     assert state["state_dict"]["model.items.code_ids"].shape == (N_ITEMS + 1, 2)  # collision level left out
@@ -62,7 +71,28 @@ def test_semantic_id_variant_writes_lists_checkpoint_and_metrics(tmp_path):
 
 def test_missing_inputs_are_named(tmp_path):
     args = _inputs(tmp_path)
-    p = _run(args + ["--representation", "sid_unigram"], tmp_path)
+    p = _run(args + ["--run", "tiny_unigram"], tmp_path)
     assert p.returncode != 0 and "needs --codes" in p.stderr
-    p = _run(args + ["--representation", "sid_unigram", "--codes", str(tmp_path / "nope")], tmp_path)
+    p = _run(args + ["--run", "tiny_unigram", "--codes", str(tmp_path / "nope")], tmp_path)
     assert p.returncode != 0 and "codes file not found" in p.stderr and "nope" in p.stderr
+    p = _run(args + ["--run", "no_such_run", "--codes", str(tmp_path / "codes")], tmp_path)
+    assert p.returncode != 0 and "runs.code_rankers.no_such_run" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_run_overrides_are_applied_and_checked(tmp_path):
+    args = _inputs(tmp_path) + ["--codes", str(tmp_path / "codes")]
+    p = _run(args + ["--run", "tiny_unigram"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "m.json").read_text())["epochs"] == 1  # set: {train.max_epochs: 1}
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["runs"]["code_rankers"]["tiny_unigram"]["set"] = {"train.max_epoch": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    p = _run(args + ["--run", "tiny_unigram"], tmp_path)
+    assert p.returncode != 0 and "runs.code_rankers.tiny_unigram.set.train.max_epoch" in p.stderr
+
+
+def test_codes_of_another_protocol_are_refused(tmp_path):
+    args = _inputs(tmp_path)
+    (tmp_path / "codes/meta.json").write_text(json.dumps({"levels": 2, "method": "synthetic", "protocol": "loo"}))
+    p = _run(args + ["--run", "tiny_plus_id", "--codes", str(tmp_path / "codes")], tmp_path)
+    assert p.returncode != 0 and "protocol 'loo'" in p.stderr

@@ -1,4 +1,4 @@
-"""Stage `train_gpt2_sid` end to end on tiny synthetic files: outputs, metrics, clear input errors."""
+"""Stage `train_generator` end to end on tiny synthetic files: outputs, metrics, clear input errors."""
 import json
 import subprocess
 import sys
@@ -16,14 +16,15 @@ PARAMS = {"gpt2_sid": {
               "user_buckets": 4},
     "train": {"lr": 0.003, "batch_size": 16, "max_epochs": 4, "patience": 2, "val_every": 2, "val_users": 20,
               "device": "cpu", "threads": 1},
-    "decode": {"beam_width": 12, "batch_size": 8}, "top_k": 12}}
+    "decode": {"beam_width": 12, "batch_size": 8}, "top_k": 12},
+    "runs": {"generators": {"tiny": {"backbone": "gpt2", "tokenizer": "t", "protocol": "gts"}}}}
 
 
 def run_stage(tmp: Path, codes_dir: Path) -> subprocess.CompletedProcess:
-    args = [sys.executable, str(ROOT / "stages/train_gpt2_sid.py"), "--split-dir", str(tmp / "split"),
+    args = [sys.executable, str(ROOT / "stages/train_generator.py"), "--run", "tiny", "--split-dir", str(tmp / "split"),
             "--codes-dir", str(codes_dir), "--model-dir", str(tmp / "model"), "--recs-dir", str(tmp / "recs"),
             "--metrics", str(tmp / "metrics.json"), "--plots-dir", str(tmp / "plots"),
-            "--params", str(tmp / "params.yaml")]
+            "--run-info", str(tmp / "run.json"), "--params", str(tmp / "params.yaml")]
     return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp)
 
 
@@ -49,7 +50,9 @@ def test_stage_writes_lists_checkpoint_and_sid_metrics(tmp_path):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["test/invalid_id_rate"] == 0.0 and m["test/short_lists"] == 0
     assert {"test/prefix_hr@10/codes1", "test/prefix_hr@10/codes3", "best_epoch"} <= set(m)
-    assert m["tokenizer"] == "synthetic" and m["vocab_size"] == meta["vocab_size"] + 4
+    assert m["method"] == "synthetic" and m["tokenizer"] == "t" and m["vocab_size"] == meta["vocab_size"] + 4
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert (run["family"], run["representation"], run["tokenizer"], run["n_levels"]) == ("generators", "sid", "t", m["n_levels"])
     assert (tmp_path / "model/model.ckpt").is_file()
 
 

@@ -1,4 +1,4 @@
-"""Stage `rqvae` end to end on tiny synthetic files, for every method: outputs, metrics, clear input errors."""
+"""Stage `tokenizer` end to end on tiny synthetic files, for every method: outputs, metrics, clear input errors."""
 from __future__ import annotations
 
 import json
@@ -18,14 +18,15 @@ from tests.tokenizers.conftest import TINY, clusters
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, **params) -> list[str]:
+def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, **params) -> list[str]:
     np.save(tmp / "emb.npy", emb)
     (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
     (tmp / "split").mkdir(exist_ok=True)
     train_items = np.arange(1, n_items - 9)  # the last 10 items are cold
     pd.DataFrame({"user": 0, "item": train_items, "timestamp": 0}).to_parquet(tmp / "split/train.parquet")
-    (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32], **params}}))
-    return [sys.executable, str(ROOT / "stages/rqvae.py"), "--embeddings", str(tmp / "emb.npy"),
+    (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32], **params},
+                                                     "tokenizers": {"t": entry or {"protocol": "gts"}}}))
+    return [sys.executable, str(ROOT / "stages/tokenizer.py"), "--name", "t", "--embeddings", str(tmp / "emb.npy"),
             "--embed-meta", str(tmp / "emb_meta.json"), "--split-dir", str(tmp / "split"),
             "--out-dir", str(tmp / "out"), "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"),
             "--params", str(tmp / "params.yaml")]
@@ -49,6 +50,12 @@ def _check_outputs(tmp: Path, n: int, method: str) -> tuple[np.ndarray, dict, di
     assert {"collision_rate", "largest_group", "colliding_groups", "fit_item_count", "level_0", "level_1",
             "peak_memory_mb"} <= set(metrics)
     assert (tmp / "out/model.pt").is_file() and (tmp / "plots").is_dir()  # dvc.yaml declares both
+    assert meta["name"] == "t" and meta["protocol"] == metrics["protocol"] == "gts" and metrics["method"] == method
+    usage = pd.read_csv(tmp / "plots/code_usage.csv")  # what the report plots instead of reading the codes
+    for level in (1, 2):
+        counts = usage[usage["level"] == level]["items"].to_numpy()
+        assert counts.sum() == n and (np.diff(counts) <= 0).all()
+        assert np.array_equal(np.sort(counts), np.sort(np.bincount(codes[1:, level - 1])[np.bincount(codes[1:, level - 1]) > 0]))
     return codes, meta, metrics
 
 
@@ -101,14 +108,16 @@ def test_stage_names_the_bad_param(tmp_path):
     assert p.returncode != 0 and "rqvae.codebook_size" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_command_line_overrides_the_params_section(tmp_path):
-    """dvc.yaml's tokenizer ablations pass `--method lsh` etc.; overrides are checked like params."""
+def test_table_entry_overrides_the_params_section(tmp_path):
+    """params `tokenizers.<name>.set` overrides keys of `rqvae`; overrides are checked like params."""
     emb = clusters(n_clusters=4, per=10)
     n = len(emb) - 1
-    args = _stage_inputs(tmp_path, emb, n)  # params say method rqvae
-    p = _run(args + ["--method", "random", "--codebook_size", "8"], tmp_path)
+    args = _stage_inputs(tmp_path, emb, n, entry={"protocol": "gts", "set": {"method": "random", "codebook_size": 8}})
+    p = _run(args, tmp_path)  # the section says method rqvae
     assert p.returncode == 0, p.stderr
     _check_outputs(tmp_path, n, "random")
     assert torch.load(tmp_path / "out/model.pt", weights_only=False)["config"]["method"] == "random"
-    bad = _run(args + ["--method", "kmeans"], tmp_path)
+    bad = _run(_stage_inputs(tmp_path, emb, n, entry={"protocol": "gts", "set": {"method": "kmeans"}}), tmp_path)
     assert bad.returncode != 0 and "rqvae.method" in bad.stderr and "'kmeans'" in bad.stderr
+    typo = _run(_stage_inputs(tmp_path, emb, n, entry={"protocol": "gts", "set": {"metod": "lsh"}}), tmp_path)
+    assert typo.returncode != 0 and "tokenizers.t.set.metod" in typo.stderr and "Traceback" not in typo.stderr

@@ -1,0 +1,121 @@
+"""The study's runs as data: one entry of params `runs.<family>.<name>` per trained model.
+
+A run names what varies between the study's models — the backbone, how items are represented,
+which tokenizer's codes it reads, under which protocol it is trained and evaluated — plus
+`set`, overrides of its backbone's params section (dotted keys, e.g. `train.seed: 1`). dvc.yaml
+expands each family's table into one training and one evaluation stage per run, and every
+training stage writes the resolved description as `run.json`: the evaluator and the report read
+that file, never a run's name.
+
+Families (each one training stage definition in dvc.yaml, with exactly the inputs it reads):
+  rankers           SASRec / GPT-2 scoring every item, item IDs only
+  content_rankers   the same with content embeddings (content_init, content, content_plus_id)
+  code_rankers      the same with a tokenizer's codes as item features (Singh et al. 2023)
+  generators        GPT-2 generating the next item's Semantic ID (TIGER-style)
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lib.config import ConfigError, from_dict
+
+FAMILIES = ("rankers", "content_rankers", "code_rankers", "generators")
+# family -> the item representations it may use (the ranker families share lib/models)
+REPRESENTATIONS = {
+    "rankers": ("id",),
+    "content_rankers": ("content_init", "content", "content_plus_id"),
+    "code_rankers": ("sid_unigram", "sid_bigram", "sid_plus_id"),
+    "generators": ("sid",),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    backbone: Literal["sasrec", "gpt2"]  # the params section the run starts from (generators: gpt2_sid)
+    protocol: str  # a key of params `protocols`: the split it is trained and evaluated on (dvc.yaml needs it)
+    representation: str | None = None  # item representation (REPRESENTATIONS[family]); null = the family's first
+    tokenizer: str | None = None  # a key of params `tokenizers` (code rankers and generators)
+    set: dict[str, Any] = field(default_factory=dict)  # overrides of the section: dotted key -> value
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    protocol: str  # whose split's training items the tokenizer is fit on (dvc.yaml needs it)
+    set: dict[str, Any] = field(default_factory=dict)  # overrides of the `rqvae` section: key -> value
+
+
+def parse_run(family: str, name: str, entry: dict | None) -> RunSpec:
+    """Params `runs.<family>.<name>` -> a checked RunSpec; errors name the key."""
+    key = f"runs.{family}.{name}"
+    if family not in FAMILIES:
+        raise ConfigError(f"runs.{family}: unknown family; known: {list(FAMILIES)}")
+    if entry is None:
+        raise ConfigError(f"{key}: no such run in params")
+    spec = from_dict(RunSpec, entry, key)
+    if spec.representation is None:
+        spec = dataclasses.replace(spec, representation=REPRESENTATIONS[family][0])
+    if spec.representation not in REPRESENTATIONS[family]:
+        raise ConfigError(f"{key}.representation: {spec.representation!r} is not one of "
+                          f"{list(REPRESENTATIONS[family])} (family {family})")
+    needs_codes = family in ("code_rankers", "generators")
+    if needs_codes != (spec.tokenizer is not None):
+        raise ConfigError(f"{key}.tokenizer: " + ("required for family " if needs_codes else "not used by family ")
+                          + family)
+    if not isinstance(spec.set, dict):
+        raise ConfigError(f"{key}.set: expected a mapping of dotted keys")
+    return spec
+
+
+def apply_overrides(section: dict | None, overrides: dict[str, Any], where: str, cls: type) -> dict:
+    """A copy of params `section` with dotted-key overrides applied (`train.seed: 1` -> section.train.seed).
+
+    An override must name a field of the section's dataclass `cls` (a typo would otherwise train the
+    default silently); the value's type is checked afterwards by `from_dict` like any params value.
+    """
+    out = copy.deepcopy(section or {})
+    for dotted, value in overrides.items():
+        node, tp, parts = out, cls, str(dotted).split(".")
+        for i, part in enumerate(parts):
+            fields = {f.name: f for f in dataclasses.fields(tp)} if dataclasses.is_dataclass(tp) else {}
+            if part not in fields:
+                raise ConfigError(f"{where}.{dotted}: no such key in the section (at {'.'.join(parts[:i + 1])!r})")
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                tp = typing.get_type_hints(tp)[part]
+                node = node.setdefault(part, {})
+    return out
+
+
+def run_info(name: str, family: str, spec: RunSpec, seed: int, n_levels: int | None = None) -> dict:
+    """The run.json a training stage writes: what the evaluator and the report know about a run."""
+    return {"name": name, "family": family, "backbone": spec.backbone, "representation": spec.representation,
+            "tokenizer": spec.tokenizer, "protocol": spec.protocol, "n_levels": n_levels, "seed": seed,
+            "overrides": asdict(spec)["set"]}
+
+
+def load_table_entry(params: dict, table: str, name: str, section: str, cls: type, spec_cls: type | None = None):
+    """(entry spec, config) of a table whose entries override one section: `protocols` (the entry *is*
+    the overrides of `split`) or `tokenizers` (TokenizerSpec: protocol + `set` overrides of `rqvae`)."""
+    entry = (params.get(table) or {}).get(name)
+    if entry is None:
+        raise ConfigError(f"{table}.{name}: no such entry in params")
+    spec = from_dict(spec_cls, entry, f"{table}.{name}") if spec_cls else None
+    overrides, where = (spec.set, f"{table}.{name}.set") if spec_cls else (entry, f"{table}.{name}")
+    return spec, from_dict(cls, apply_overrides(params.get(section), overrides, where, cls), section)
+
+
+def section_of(family: str, spec: RunSpec) -> str:
+    """The params section a run starts from: the generator's own, else its backbone's."""
+    return "gpt2_sid" if family == "generators" else spec.backbone
+
+
+def load_run(params: dict, family: str, name: str, cls: type) -> tuple[RunSpec, Any]:
+    """(RunSpec, the run's config): its section with the run's overrides, checked as `cls`."""
+    spec = parse_run(family, name, ((params.get("runs") or {}).get(family) or {}).get(name))
+    section = section_of(family, spec)
+    return spec, from_dict(cls, apply_overrides(params.get(section), spec.set, f"runs.{family}.{name}.set", cls), section)

@@ -1,0 +1,76 @@
+"""Stage `tokenizer@<name>`: item content embeddings -> Semantic IDs, made unique by one extra level.
+
+The config is params `rqvae` with `tokenizers.<name>.set` overridden; its `method` picks the tokenizer:
+rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh (TIGER's ablations). Every method
+writes the same codes.npy / meta.json, so downstream stages never change. The fit items are the
+training items of the split given by --split-dir (the entry's `protocol`).
+"""
+import resource
+
+import numpy as np
+import pandas as pd
+import torch
+
+from _common import checked, setup_logging, stage_args
+from lib.io import atomic_path, read_json, write_csv, write_json, write_npy
+from lib.tokenizers import rqkmeans, rqvae, simple
+from lib.tokenizers.codes import check_embeddings, code_usage, fit_item_ids, semantic_ids
+from lib.runs import TokenizerSpec, load_table_entry
+from lib.tokenizers.rqvae import RQVAEConfig
+
+# method -> tokenize(embeddings, fit_ids, cfg, on_step) -> (raw codes (N, levels), facts, model.pt contents)
+TOKENIZERS = {"rqvae": rqvae.tokenize, "rqkmeans": rqkmeans.tokenize,
+              "random": simple.random_codes, "lsh": simple.lsh_codes}
+
+
+def _name_flag(p) -> None:
+    p.add_argument("--name", required=True, help="a key of params `tokenizers`")
+
+
+def main(argv=None) -> None:
+    args = stage_args(__doc__, {
+        "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
+        "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
+        "split-dir": "split directory: train.parquet gives the fit items (fit_items=train)",
+        "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
+        "metrics": "output: metrics JSON",
+        "plots-dir": "output: dvclive curves (rqvae: per epoch; rqkmeans: per level)",
+    }, extra=_name_flag, argv=argv)
+    spec, cfg = checked(args.params, lambda prm: load_table_entry(prm, "tokenizers", args.name, "rqvae",
+                                                                   RQVAEConfig, TokenizerSpec))
+    setup_logging()
+    try:
+        emb_meta = read_json(args.embed_meta)
+        emb = np.load(args.embeddings)
+        check_embeddings(emb, emb_meta["n_items"], emb_meta.get("dim"))
+        train_items = (pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].to_numpy()
+                       if cfg.fit_items == "train" else None)
+        fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items)
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+    from dvclive import Live  # only the stage logs; lib stays logger-agnostic
+    with Live(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        def on_step(step: int, logs: dict) -> None:
+            for name, value in logs.items():
+                live.log_metric(name, value)
+            live.next_step()
+
+        raw, facts, state = TOKENIZERS[cfg.method](emb, fit_ids, cfg, on_step)
+    codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, cfg.method)
+    meta |= {"name": args.name, "protocol": spec.protocol,
+             "fit_items": cfg.fit_items, "fit_item_count": facts["fit_item_count"],
+             "embeddings": {"model": emb_meta.get("model"), "dim": int(emb.shape[1])}}
+    write_npy(codes, args.out_dir / "codes.npy")
+    write_json(meta, args.out_dir / "meta.json")
+    with atomic_path(args.out_dir / "model.pt") as tmp:
+        torch.save(state, tmp)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json({"method": cfg.method, "protocol": spec.protocol, "levels": cfg.levels, **facts, **diagnostics,
+                "n_items": meta["n_items"], "vocab_size": meta["vocab_size"], "peak_memory_mb": round(peak, 1)},
+               args.metrics)
+    write_csv(code_usage(codes, cfg.levels), args.plots_dir / "code_usage.csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Stage `train_generators@<run>`: GPT-2 generating Semantic IDs (TIGER-style), then top-K lists by beam search.
+
+The run is params `runs.generators.<run>` (lib/runs.py): section `gpt2_sid` with the run's `set`
+overrides; its tokenizer's codes come in through --codes-dir.
+"""
+import time
+
+import numpy as np
+import pandas as pd
+
+from _common import checked, setup_logging, stage_args
+from lib.io import read_json, write_json, write_parquet
+from lib.runs import load_run, run_info
+from lib.sid.config import GPT2SidConfig
+from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
+from lib.sid.training import fit
+from lib.sid.vocab import SidVocab
+from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
+
+
+def main() -> None:
+    args = stage_args(__doc__, {
+        "split-dir": "train/val/test parquet files of the split stage",
+        "codes-dir": "tokenizer output: codes.npy (N+1, C) and meta.json",
+        "model-dir": "output: model.ckpt (weights + config)",
+        "recs-dir": "output: val.parquet and test.parquet top-K lists",
+        "metrics": "output: training facts and Semantic-ID metrics JSON",
+        "plots-dir": "output: dvclive training curves",
+        "run-info": "output: run.json (what the evaluator and the report know of the run)",
+    }, extra=lambda p: p.add_argument("--run", required=True, help="a key of params runs.generators"))
+    spec, cfg = checked(args.params, lambda prm: load_run(prm, "generators", args.run, GPT2SidConfig))
+    setup_logging()
+    meta = read_json(args.codes_dir / "meta.json")
+    if meta.get("protocol", spec.protocol) != spec.protocol:  # codes fit on another split's items would leak
+        raise SystemExit(f"error: {args.codes_dir} was fit under protocol {meta['protocol']!r}, "
+                         f"the run uses {spec.protocol!r}")
+    codes_path = args.codes_dir / "codes.npy"
+    if not codes_path.is_file():
+        raise SystemExit(f"error: codes file not found: {codes_path}")
+    try:
+        vocab = SidVocab.from_meta(np.load(codes_path), meta, cfg.model.user_buckets)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None
+    train, val, test = (pd.read_parquet(args.split_dir / f"{s}.parquet") for s in ("train", "val", "test"))
+
+    from dvclive.lightning import DVCLiveLogger  # only the stage logs; lib stays logger-agnostic
+    logger = DVCLiveLogger(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
+    module, facts = fit(cfg, vocab, meta, train, val, str(ckpt_tmp), logger=logger)
+    device = torch_device(cfg.train.device)
+    for name, rows in (("val", val), ("test", test)):
+        t0 = time.perf_counter()
+        recs, codes = recommend(module.model, vocab, module.trie, rows, cfg, device=device,
+                                cold_items=module.cold_items)
+        seconds = time.perf_counter() - t0
+        write_parquet(recs, args.recs_dir / f"{name}.parquet")
+        facts[f"{name}/decode_seconds"] = round(seconds, 1)
+        facts[f"{name}/users_per_second"] = round(len(rows) / seconds, 1)
+        facts[f"{name}/invalid_id_rate"] = invalid_rate(codes, vocab)
+        facts[f"{name}/short_lists"] = int(sum(len(i) < cfg.top_k for i in recs["items"]))
+        hits = prefix_hit_rates(list(recs["items"]), rows["target"].to_numpy(np.int64), vocab)
+        facts.update({f"{name}/{k}": v for k, v in hits.items()})
+    publish_checkpoint(ckpt_tmp, args.model_dir)
+    write_json({"model": args.run, "tokenizer": spec.tokenizer, "method": meta.get("method", "?"),
+                "n_levels": vocab.n_levels, "vocab_size": vocab.vocab_size, **facts,
+                "peak_memory_mb": peak_memory_mb(device)}, args.metrics)
+    write_json(run_info(args.run, "generators", spec, cfg.train.seed, vocab.n_levels), args.run_info)
+
+
+if __name__ == "__main__":
+    main()
