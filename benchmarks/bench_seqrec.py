@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | None) -> dict:
+def run_one(backbone: str, epochs: int, representation: str, sets: list[str]) -> dict:
     import numpy as np
     import pandas as pd
     import torch
@@ -32,18 +32,20 @@ def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | Non
     from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, ItemFeatures
     from lib.models.recommend import recommend
     from lib.models.seqrec import SeqRec
+    from lib.runs import apply_overrides
 
     section = yaml.safe_load((ROOT / "params.yaml").read_text())[backbone]
-    if ce_chunk is not None:
-        section["train"]["ce_chunk"] = ce_chunk
+    overrides = {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in sets)}
+    section = apply_overrides(section, overrides, "--set", SeqRecConfig)
+    torch.set_num_threads(section["train"].get("threads") or torch.get_num_threads())
     cfg = from_dict(SeqRecConfig, section, backbone)
-    split = ROOT / "data/split"
+    split = ROOT / "data/split/gts"
     train = pd.read_parquet(split / "train.parquet")
     test = pd.read_parquet(split / "test.parquet")
     n_items = len(pd.read_parquet(ROOT / "data/processed/items.parquet", columns=["item"]))
     features = ItemFeatures(
         content=np.load(ROOT / "data/embed/embeddings.npy") if representation in CONTENT_KINDS else None,
-        codes=np.load(ROOT / "data/rqvae/codes.npy")[:, :-1] if representation in CODE_KINDS else None)
+        codes=np.load(ROOT / "data/tokenizers/rqvae/codes.npy")[:, :-1] if representation in CODE_KINDS else None)
     torch.manual_seed(0)
     model = SeqRec(backbone, representation, n_items, cfg.model, features)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
@@ -57,13 +59,14 @@ def run_one(backbone: str, epochs: int, representation: str, ce_chunk: int | Non
         t = time.perf_counter()
         for inp, tgt in loader:
             opt.zero_grad()
-            model.loss(inp, tgt, cfg.train.loss, cfg.train.ce_chunk).backward()
+            model.loss(inp, tgt, cfg.train.loss, cfg.train.ce_chunk, cfg.train.negatives,
+                       cfg.train.ce_dtype).backward()
             opt.step()
         per_epoch.append(time.perf_counter() - t)
     t = time.perf_counter()
     recommend(model, test, cfg.top_k, progress=False)
     infer = time.perf_counter() - t
-    return {"backbone": backbone, "representation": representation, "ce_chunk": cfg.train.ce_chunk,
+    return {"backbone": backbone, "representation": representation, "set": sets,
             "train_seconds_per_epoch": round(min(per_epoch), 2),
             "inference_users_per_second": round(len(test) / infer, 1), "test_users": len(test),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -75,16 +78,17 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--backbones", default="sasrec,gpt2")
     p.add_argument("--representation", default="id")
-    p.add_argument("--ce-chunk", type=int, default=None, help="override train.ce_chunk (0 = unchunked loss)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the backbone's params section, e.g. train.loss=sampled (repeatable)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.epochs, args.representation, args.ce_chunk)))
+        print(json.dumps(run_one(args.one, args.epochs, args.representation, args.set)))
         return
     for b in args.backbones.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", b, "--epochs", str(args.epochs),
                               "--representation", args.representation]
-                             + ([] if args.ce_chunk is None else ["--ce-chunk", str(args.ce_chunk)]),
+                             + [f"--set={x}" for x in args.set],
                              check=True, capture_output=True, text=True).stdout
         print(out.strip().splitlines()[-1], flush=True)
 

@@ -25,7 +25,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1, help="training epochs to time (0 = skip)")
     p.add_argument("--users", type=int, default=0, help="test users to decode (0 = all)")
     p.add_argument("--checkpoint", type=Path, default=None)
-    p.add_argument("--codes-dir", type=Path, default=ROOT / "data/rqvae")
+    p.add_argument("--precision", default="32-true", help="training precision, as gpt2_sid.train.precision")
+    p.add_argument("--codes-dir", type=Path, default=ROOT / "data/tokenizers/rqvae")
     args = p.parse_args()
 
     import numpy as np
@@ -45,10 +46,12 @@ def main() -> None:
     from lib.sid.vocab import SidVocab
 
     cfg = from_dict(GPT2SidConfig, yaml.safe_load((ROOT / "params.yaml").read_text())["gpt2_sid"], "gpt2_sid")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     meta = read_json(args.codes_dir / "meta.json")
     vocab = SidVocab.from_meta(np.load(args.codes_dir / "codes.npy"), meta, cfg.model.user_buckets)
     trie = SidTrie(vocab.codes, vocab.sizes)
-    split = ROOT / "data/split"
+    split = ROOT / "data/split/gts"
     test = pd.read_parquet(split / "test.parquet")
     if args.users:
         test = test.iloc[: args.users]
@@ -72,7 +75,9 @@ def main() -> None:
             t = time.perf_counter()
             for inp, tgt, col, node in loader:
                 opt.zero_grad()
-                model.loss(inp, tgt, col, node, trie.children).backward()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed"):
+                    loss = model.loss(inp, tgt, col, node, trie.children)
+                loss.backward()
                 opt.step()
             per_epoch.append(time.perf_counter() - t)
         out["train_seconds_per_epoch"] = round(min(per_epoch), 1)

@@ -198,8 +198,9 @@ def representation_grid(runs: list[str], inp: ReportInputs) -> list[str]:
     rankers = [r for r in runs if inp.runs[r]["family"] != "generators"]
     cell = {(inp.runs[r]["representation"], inp.runs[r]["backbone"]): r for r in rankers}
     backbones = sorted({b for _, b in cell})
+    # ties by name: a set's order follows the per-process hash seed, and the report must not change with it
     reps = sorted({rep for rep, _ in cell},
-                  key=lambda rep: -max(inp.evals[cell[(rep, b)]][KEY] for b in backbones if (rep, b) in cell))
+                  key=lambda rep: (-max(inp.evals[cell[(rep, b)]][KEY] for b in backbones if (rep, b) in cell), rep))
     rows = [[rep] + [inp.evals[cell[(rep, b)]].get(k) if (rep, b) in cell else None
                      for b in backbones for k in (KEY, COLD)] for rep in reps]
     return _table(["representation", *(f"{b} {n}" for b in backbones for n in ("NDCG@10", "cold HR@10"))], rows)
@@ -213,7 +214,8 @@ def generator_rows(runs: list[str], inp: ReportInputs) -> list[str]:
     levels = max(int(inp.runs[r].get("n_levels") or 0) for r in gens)
     head = (["run", "tokenizer"] + [f"prefix HR@10, {i} code{'s' * (i > 1)}" for i in range(1, levels + 1)]
             + ["invalid IDs", "users/s (test)", "NDCG@10"])
-    rows = [[r, inp.runs[r]["tokenizer"]] + [inp.train[r].get(f"test/prefix_hr@10/codes{i}") for i in range(1, levels + 1)]
+    rows = [[r, inp.runs[r]["tokenizer"]]
+            + [inp.train[r].get(f"test/prefix_hr@10/codes{i}") for i in range(1, levels + 1)]
             + [inp.train[r].get("test/invalid_id_rate"), inp.train[r].get("test/users_per_second"), inp.evals[r][KEY]]
             for r in sorted(gens, key=lambda r: -inp.evals[r][KEY])]
     return _table(head, rows)
@@ -249,12 +251,14 @@ def cost_rows(inp: ReportInputs) -> list[str]:
         totals.setdefault(inp.runs.get(r, {}).get("family", "?"), []).append(inp.train[r].get("train_seconds") or 0)
     lines = ", ".join(f"{f} {sum(v) / 60:.0f} min ({len(v)} runs)" for f, v in totals.items())
     return _table(head, rows) + ["", f"Training time (early stopping included; decoding, evaluation and tokenizers "
-                                     f"not): {lines}; all {len(runs)} runs {sum(map(sum, totals.values())) / 60:.0f} min."]
+                                     f"not): {lines}; all {len(runs)} runs "
+                                     f"{sum(map(sum, totals.values())) / 60:.0f} min."]
 
 
 def plot_tables(runs: list[str], inp: ReportInputs, protocol: str, cfg: ReportConfig) -> dict[str, pd.DataFrame]:
     """Long tables for the figures: metrics_vs_k (run, k, metric, value), cold_warm (run, slice, metric, value)."""
-    ks = sorted({int(k.split("@")[1]) for r in runs for k in inp.evals[r] if re.fullmatch(r"test/(hr|ndcg|mrr)@\d+", k)})
+    ks = sorted({int(k.split("@")[1]) for r in runs for k in inp.evals[r]
+                 if re.fullmatch(r"test/(hr|ndcg|mrr)@\d+", k)})
     vs_k = [(r, k, m, inp.evals[r][f"test/{m}@{k}"]) for r in runs for m in METRICS for k in ks
             if f"test/{m}@{k}" in inp.evals[r]]
     cw = [(r, s, m, inp.evals[r][key]) for r in runs
@@ -293,7 +297,7 @@ def protocol_section(protocol: str, runs: list[str], inp: ReportInputs, cfg: Rep
          if base else "No baseline run in this protocol: no paired tests."), "",
         figures.get(f"metrics_vs_k_{protocol}", ""), "",
         "### Item representation x backbone (test)", "", *representation_grid(runs, inp), "",
-        "### Cold vs warm targets (test)", "", "Ordered by cold-target HR@10.", "",
+        "### Cold vs warm targets (test)", "", "Grouped by family, best cold-target HR@10 first within a family.", "",
         *metric_table(ordered(runs, inp, COLD), inp, comp,
                       [f"test/{s}/{m}" for s in ("warm_target", "cold_target") for m in cfg.significance_metrics],
                       base, describe=False), "",

@@ -75,19 +75,26 @@ def apply_overrides(section: dict | None, overrides: dict[str, Any], where: str,
 
     An override must name a field of the section's dataclass `cls` (a typo would otherwise train the
     default silently); the value's type is checked afterwards by `from_dict` like any params value.
+    A mapping given for a sub-section (`train: {seed: 1}`, which is what `dvc exp run -S
+    runs.<family>.<name>.set.train.seed=1` writes) is merged key by key like its dotted form, not
+    swapped in whole: that would reset the sub-section's other keys to the dataclass defaults.
     """
     out = copy.deepcopy(section or {})
-    for dotted, value in overrides.items():
+    pending = list(overrides.items())
+    while pending:
+        dotted, value = pending.pop(0)
         node, tp, parts = out, cls, str(dotted).split(".")
         for i, part in enumerate(parts):
             fields = {f.name: f for f in dataclasses.fields(tp)} if dataclasses.is_dataclass(tp) else {}
             if part not in fields:
                 raise ConfigError(f"{where}.{dotted}: no such key in the section (at {'.'.join(parts[:i + 1])!r})")
-            if i == len(parts) - 1:
-                node[part] = value
+            sub = typing.get_type_hints(tp)[part]
+            if i < len(parts) - 1:
+                tp, node = sub, node.setdefault(part, {})
+            elif isinstance(value, dict) and dataclasses.is_dataclass(sub):
+                pending[:0] = [(f"{dotted}.{k}", v) for k, v in value.items()]  # in order, before the rest
             else:
-                tp = typing.get_type_hints(tp)[part]
-                node = node.setdefault(part, {})
+                node[part] = value
     return out
 
 
@@ -118,4 +125,5 @@ def load_run(params: dict, family: str, name: str, cls: type) -> tuple[RunSpec, 
     """(RunSpec, the run's config): its section with the run's overrides, checked as `cls`."""
     spec = parse_run(family, name, ((params.get("runs") or {}).get(family) or {}).get(name))
     section = section_of(family, spec)
-    return spec, from_dict(cls, apply_overrides(params.get(section), spec.set, f"runs.{family}.{name}.set", cls), section)
+    merged = apply_overrides(params.get(section), spec.set, f"runs.{family}.{name}.set", cls)
+    return spec, from_dict(cls, merged, section)

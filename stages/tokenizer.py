@@ -13,9 +13,9 @@ import torch
 
 from _common import checked, setup_logging, stage_args
 from lib.io import atomic_path, read_json, write_csv, write_json, write_npy
+from lib.runs import TokenizerSpec, load_table_entry
 from lib.tokenizers import rqkmeans, rqvae, simple
 from lib.tokenizers.codes import check_embeddings, code_usage, fit_item_ids, semantic_ids
-from lib.runs import TokenizerSpec, load_table_entry
 from lib.tokenizers.rqvae import RQVAEConfig
 
 # method -> tokenize(embeddings, fit_ids, cfg, on_step) -> (raw codes (N, levels), facts, model.pt contents)

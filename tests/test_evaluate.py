@@ -1,10 +1,9 @@
-"""lib.evaluate and stages/evaluate.py: config, alignment errors, slices, paired tests, end to end."""
+"""lib.evaluate and stages/evaluate.py: config, alignment errors, slices, stored ranks, one run end to end."""
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,11 @@ import pandas as pd
 import pytest
 
 from lib.config import ConfigError, from_dict
-from lib.evaluate import EvaluateConfig, align, compare, evaluate, paired_test, slices
+from lib.evaluate import EvaluateConfig, align, evaluate_run, loaded_ranks, slices, stored_ranks
+from lib.metrics import per_user_metrics
 
 STAGES = Path(__file__).resolve().parent.parent / "stages"
 N_ITEMS = 50
-FAST = EvaluateConfig(n_bootstrap=200)
 
 
 def _truth(seed: int, n_users: int = 150) -> pd.DataFrame:
@@ -45,14 +44,12 @@ def _recs(truth: pd.DataFrame, seed: int, p_first: float) -> pd.DataFrame:
 
 def test_config_defaults_and_errors():
     cfg = from_dict(EvaluateConfig, None, "evaluate")
-    assert cfg.ks == (5, 10, 20, 50, 100) and cfg.filter_seen and cfg.baseline == "sasrec_id"
+    assert cfg.ks == (5, 10, 20, 50, 100) and cfg.filter_seen
     assert from_dict(EvaluateConfig, {"ks": [1, 10]}, "evaluate").ks == (1, 10)
     with pytest.raises(ConfigError, match="evaluate: unknown key"):
         from_dict(EvaluateConfig, {"k": [10]}, "evaluate")
     with pytest.raises(ConfigError, match="evaluate.ks"):
         from_dict(EvaluateConfig, {"ks": [10, 5]}, "evaluate")
-    with pytest.raises(ConfigError, match="evaluate.significance_metrics"):
-        from_dict(EvaluateConfig, {"ks": [5], "significance_metrics": ["ndcg@10"]}, "evaluate")
 
 
 def test_align_orders_by_ground_truth_and_rejects_bad_files():
@@ -70,7 +67,7 @@ def test_align_orders_by_ground_truth_and_rejects_bad_files():
 def test_slices_by_hand():
     truth = pd.DataFrame({"history_length": [1, 5, 6, 10, 11, 20, 21, 99],
                           "target_cold": [True, False] * 4, "user_cold": [False] * 7 + [True]})
-    masks = slices(truth, EvaluateConfig())
+    masks = slices(truth, (5, 10, 20))
     assert list(masks) == ["cold_target", "warm_target", "cold_user", "warm_user",
                            "len_1-5", "len_6-10", "len_11-20", "len_21+"]
     assert [np.flatnonzero(masks[f"len_{b}"]).tolist() for b in ("1-5", "6-10", "11-20", "21+")] == \
@@ -78,41 +75,46 @@ def test_slices_by_hand():
     assert masks["cold_target"].sum() == 4 and np.flatnonzero(masks["cold_user"]).tolist() == [7]
 
 
-def test_paired_identical_is_not_significant(rng):
-    x = rng.random(200)
-    res = paired_test(x, x.copy(), FAST)
-    assert res["diff"] == 0 and res["p_value"] == 1.0 and not res["significant"]
-    assert res["ci_low"] == res["ci_high"] == 0
+def test_stored_ranks_round_trip():
+    ranks = np.array([1.0, np.inf, 100.0, 7.0])
+    stored = stored_ranks(ranks)
+    assert stored.dtype == np.int16 and stored.tolist() == [1, 0, 100, 7]
+    assert np.array_equal(loaded_ranks(stored), ranks)
 
 
-def test_paired_clearly_better_is_significant(rng):
-    base = (rng.random(300) < 0.1).astype(float)
-    better = np.maximum(base, (rng.random(300) < 0.5).astype(float))
-    res = paired_test(base, better, FAST)
-    assert res["diff"] > 0.3 and res["ci_low"] > 0 and res["p_value"] < 1e-6 and res["significant"]
-    assert paired_test(base, better, FAST) == res  # seeded
-
-
-def test_missing_baseline_skips_comparison(caplog):
-    frame = pd.DataFrame({"user": [1, 2], "ndcg@10": [0.0, 1.0], "hr@10": [0.0, 1.0]})
-    truth = pd.DataFrame({"target_cold": [False, True]})
-    with caplog.at_level(logging.WARNING):
-        assert compare({"a": frame, "b": frame}, truth, FAST) == {}
-    assert "baseline 'sasrec_id' is not among" in caplog.text
-
-
-def test_evaluate_filter_seen_switch():
+def test_filter_seen_switch_by_hand():
     truth = pd.DataFrame({"user": [0], "history": [[4, 2]], "target": [8], "target_timestamp": [0],
                           "history_length": [2], "target_cold": [False], "user_cold": [False]})
-    recs = {"sasrec_id": {s: pd.DataFrame({"user": [0], "items": [[4, 2, 8, 5]]}) for s in ("val", "test")}}
+    recs = {s: pd.DataFrame({"user": [0], "items": [[4, 2, 8, 5]]}) for s in ("val", "test")}
     items = pd.DataFrame({"item": np.arange(1, 11)})
-    cfg = EvaluateConfig(ks=(1, 3), significance_metrics=("hr@1",))
-    on = evaluate({"val": truth, "test": truth}, recs, items, cfg)
-    off = evaluate({"val": truth, "test": truth}, recs, items, dataclasses.replace(cfg, filter_seen=False))
-    assert on.models["sasrec_id"].metrics["test/hr@1"] == 1.0
-    assert on.models["sasrec_id"].metrics["test/coverage@3"] == pytest.approx(2 / 10)  # {8, 5}
-    assert off.models["sasrec_id"].metrics["test/hr@1"] == 0.0
-    assert off.models["sasrec_id"].metrics["test/mrr@3"] == pytest.approx(1 / 3)
+    cfg = EvaluateConfig(ks=(1, 3))
+    on = evaluate_run({"val": truth, "test": truth}, recs, items, cfg)
+    off = evaluate_run({"val": truth, "test": truth}, recs, items, dataclasses.replace(cfg, filter_seen=False))
+    assert on.metrics["test/hr@1"] == 1.0 and on.metrics["test/coverage@3"] == pytest.approx(2 / 10)  # {8, 5}
+    assert off.metrics["test/hr@1"] == 0.0 and off.metrics["test/mrr@3"] == pytest.approx(1 / 3)
+    assert on.per_user["rank"].tolist() == [1, 1] and off.per_user["rank"].tolist() == [3, 3]
+
+
+def test_per_user_ranks_reproduce_every_mean():
+    """The committed per-user file is enough to recompute each mean and slice the metrics file holds."""
+    truth = {"val": _truth(1), "test": _truth(2)}
+    recs = {s: _recs(truth[s], 7, 0.3) for s in ("val", "test")}
+    cfg = EvaluateConfig(ks=(5, 10, 20))
+    ev = evaluate_run(truth, recs, pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}), cfg)
+    assert ev.per_user["split"].tolist() == ["val"] * 150 + ["test"] * 150
+    for split in ("val", "test"):
+        rows = ev.per_user[ev.per_user["split"] == split]
+        assert rows["user"].tolist() == truth[split]["user"].tolist()
+        values = per_user_metrics(loaded_ranks(rows["rank"].to_numpy()), cfg.ks)
+        for col in values.columns:
+            assert values[col].mean() == pytest.approx(ev.metrics[f"{split}/{col}"], abs=1e-6)
+    test = ev.per_user[ev.per_user["split"] == "test"]
+    cold = test["target_cold"].to_numpy()
+    values = per_user_metrics(loaded_ranks(test["rank"].to_numpy()), cfg.ks)
+    assert ev.metrics["test/cold_target/users"] == cold.sum() > 0
+    assert values["hr@10"][cold].mean() == pytest.approx(ev.metrics["test/cold_target/hr@10"], abs=1e-6)
+    assert ev.metrics["test/cold_target/users"] + ev.metrics["test/warm_target/users"] == 150
+    assert {"val/ndcg@10", "test/coverage@10", "test/len_6-10/ndcg@10", "test/cold_user/hr@5"} <= set(ev.metrics)
 
 
 @pytest.fixture
@@ -123,65 +125,43 @@ def stage(monkeypatch):
 
 @pytest.fixture
 def workspace(tmp_path):
-    for d in ("split", "recs/sasrec_id", "recs/gpt2_id"):
+    for d in ("split", "recs", "results/r"):
         (tmp_path / d).mkdir(parents=True)
     for split, seed in (("val", 1), ("test", 2)):
         truth = _truth(seed)
         truth.to_parquet(tmp_path / "split" / f"{split}.parquet")
-        for model, p_first in (("sasrec_id", 0.0), ("gpt2_id", 0.8)):
-            _recs(truth, seed + 10, p_first).to_parquet(tmp_path / "recs" / model / f"{split}.parquet")
+        _recs(truth, seed + 10, 0.5).to_parquet(tmp_path / "recs" / f"{split}.parquet")
     pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}).to_parquet(tmp_path / "items.parquet")
-    (tmp_path / "params.yaml").write_text("evaluate:\n  ks: [5, 10, 20]\n  n_bootstrap: 200\n")
+    (tmp_path / "params.yaml").write_text("evaluate:\n  ks: [5, 10, 20]\n")
+    (tmp_path / "results/r/run.json").write_text(json.dumps({"name": "r", "protocol": "gts"}))
     return tmp_path
 
 
-def _argv(root: Path, models: str = "sasrec_id,gpt2_id") -> list[str]:
-    return ["--split-dir", str(root / "split"), "--items", str(root / "items.parquet"),
-            "--recs-dir", str(root / "recs"), "--models", models, "--metrics-dir", str(root / "metrics"),
-            "--leaderboard", str(root / "metrics" / "leaderboard.json"),
-            "--plots-dir", str(root / "plots"), "--report", str(root / "reports" / "leaderboard.md"),
-            "--per-user-dir", str(root / "eval"), "--params", str(root / "params.yaml")]
+def _argv(root: Path) -> list[str]:
+    return ["--run-info", str(root / "results/r/run.json"), "--split-dir", str(root / "split"),
+            "--items", str(root / "items.parquet"), "--recs-dir", str(root / "recs"),
+            "--metrics", str(root / "metrics/eval/r.json"), "--per-user", str(root / "results/r/ranks.parquet"),
+            "--params", str(root / "params.yaml")]
 
 
 def test_stage_end_to_end(stage, workspace):
     stage.main(_argv(workspace))
-    board = json.loads((workspace / "metrics" / "leaderboard.json").read_text())
-    assert board["baseline"] == "sasrec_id" and list(board["models"]) == ["sasrec_id", "gpt2_id"]
-    better = board["comparisons"]["gpt2_id"]
-    assert set(better) == {"test/ndcg@10", "test/hr@10", "test/cold_target/ndcg@10", "test/cold_target/hr@10"}
-    assert better["test/ndcg@10"]["significant"] and better["test/ndcg@10"]["diff"] > 0.5
-
-    flat = json.loads((workspace / "metrics" / "gpt2_id.json").read_text())
-    assert flat["test/users"] == 150 and flat["test/ndcg@10"] > flat["test/hr@10"] * 0.5
-    assert flat["test/cold_target/users"] + flat["test/warm_target/users"] == 150
-    assert {"val/ndcg@10", "test/coverage@10", "test/len_6-10/ndcg@10", "test/cold_user/hr@5"} <= set(flat)
-    per_user = pd.read_parquet(workspace / "eval" / "gpt2_id_test_per_user.parquet")
-    assert len(per_user) == 150 and per_user["ndcg@10"].mean() == pytest.approx(flat["test/ndcg@10"], abs=1e-6)
-
-    report = (workspace / "reports" / "leaderboard.md").read_text()
-    table = report.split("## Paired")[0]  # the leaderboard, not the comparison table below it
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
-    assert "†" in rows["gpt2_id"] and "†" not in rows["sasrec_id (baseline)"]
-    assert "† significantly different" in report
-
-    vs_k = pd.read_csv(workspace / "plots" / "metrics_vs_k.csv")
-    assert list(vs_k.columns) == ["model", "k", "metric", "value"] and len(vs_k) == 2 * 3 * 3
-    cold_warm = pd.read_csv(workspace / "plots" / "cold_warm.csv")
-    assert set(cold_warm["slice"]) == {"all", "warm_target", "cold_target"}
-    for name in ("metrics_vs_k", "cold_warm"):
-        assert (workspace / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    flat = json.loads((workspace / "metrics/eval/r.json").read_text())
+    assert flat["run"] == "r" and flat["protocol"] == "gts" and flat["test/users"] == 150
+    assert flat["test/hr@10"] > 0.5  # half the targets are put first
+    ranks = pd.read_parquet(workspace / "results/r/ranks.parquet")
+    assert len(ranks) == 300 and ranks["rank"].dtype == np.int16
+    test = ranks[ranks["split"] == "test"]
+    assert test["user"].tolist() == pd.read_parquet(workspace / "split/test.parquet")["user"].tolist()
+    assert ((test["rank"] >= 1) & (test["rank"] <= 10)).mean() == pytest.approx(flat["test/hr@10"], abs=1e-6)
 
 
-def test_stage_discovers_models_when_none_are_named(stage, workspace):
-    stage.main(_argv(workspace, models=""))
-    board = json.loads((workspace / "metrics" / "leaderboard.json").read_text())
-    assert sorted(board["models"]) == ["gpt2_id", "sasrec_id"]
-
-
-def test_stage_missing_user_names_model_and_file(stage, workspace):
-    path = workspace / "recs" / "gpt2_id" / "test.parquet"
+def test_stage_names_a_missing_user_or_file(stage, workspace):
+    path = workspace / "recs/test.parquet"
     pd.read_parquet(path).iloc[1:].to_parquet(path)
-    with pytest.raises(SystemExit, match=r"model 'gpt2_id' \(.*gpt2_id/test\.parquet\).*no row"):
+    with pytest.raises(SystemExit, match=r"run 'r'.*test recommendations.*no row"):
         stage.main(_argv(workspace))
-    with pytest.raises(SystemExit, match="missing recommendations file .*nope/val.parquet"):
-        stage.main(_argv(workspace, "sasrec_id,nope"))
+    path.unlink()
+    with pytest.raises(SystemExit, match="input not found: .*recs/test.parquet"):
+        stage.main(_argv(workspace))
+    assert not (workspace / "metrics/eval/r.json").exists()

@@ -1,10 +1,11 @@
-"""Each params.yaml section is declared by exactly the stages that read it, and by no other.
+"""Each params.yaml section or table entry is declared by exactly the stages that read it, and by no other.
 
 That is what makes `dvc exp run -S <section>.<key>=...` re-run only the stages that use the
-value (and what lies below them). Sections are found in the stage scripts' `load_section` calls;
-a section chosen on the command line (train_seqrec's `--backbone`) is read from the stage's cmd.
-A section belongs to one stage script; several dvc stages may run that script (the tokenizer
-ablations run stages/rqvae.py with overrides of the `rqvae` section).
+value (and what lies below them). What a stage script reads is found in its source: constant
+`load_section(args.params, "<section>", ...)` calls, and the table loaders of lib/runs.py
+(`load_table_entry(prm, "<table>", name, "<section>", ...)`: the section plus its own entry
+`<table>.${key}`; `load_run(prm, <family>, name, ...)`: its own `runs.<family>.${key}` plus the
+backbone's section, `${item.backbone}` in dvc.yaml, or `gpt2_sid` for generators).
 """
 from __future__ import annotations
 
@@ -19,38 +20,50 @@ ROOT = Path(__file__).resolve().parent.parent
 DVC = {name: stage.get("do", stage)  # a foreach stage's body
        for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-MATRIX_ONLY = {"variants"}  # read by dvc.yaml's matrix expansion, not by a script
+NOT_A_STAGE = {"study"}  # read by stages/targets.py for the Makefile, by no dvc stage
 
 
 def _script(cmd: str) -> Path:
     return ROOT / re.search(r"python (stages/\S+\.py)", cmd).group(1)
 
 
-def sections_read(stage: dict) -> set[str]:
-    """Params sections the stage's script loads, resolving `args.<flag>` from the cmd."""
+def _const(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def params_read(stage: dict) -> set[str]:
+    """The params entries the stage's script loads, spelled as dvc.yaml must declare them."""
     out = set()
     for node in ast.walk(ast.parse(_script(stage["cmd"]).read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_section":
-            arg = node.args[1]
-            if isinstance(arg, ast.Constant):
-                out.add(arg.value)
-            else:  # args.backbone -> the value of --backbone in the command
-                flag = arg.attr.replace("_", "-")
-                out.add(re.search(rf"--{flag} (\S+)", stage["cmd"]).group(1))
+        if not isinstance(node, ast.Call):
+            continue
+        fn = getattr(node.func, "id", None)
+        if fn == "load_section":
+            out.add(_const(node.args[1]))
+        elif fn == "load_table_entry":
+            out |= {_const(node.args[3]), f"{_const(node.args[1])}.${{key}}"}
+        elif fn == "load_run":
+            family = _const(node.args[1]) or re.search(r"--family (\S+)", stage["cmd"]).group(1)
+            out |= {f"runs.{family}.${{key}}", "gpt2_sid" if family == "generators" else "${item.backbone}"}
     return out
 
 
 @pytest.mark.parametrize("name", sorted(DVC))
-def test_stage_declares_exactly_the_sections_it_reads(name):
+def test_stage_declares_exactly_the_params_it_reads(name):
     stage = DVC[name]
     declared = {p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])}
-    assert declared == sections_read(stage), f"stage {name!r}: declared {declared}, reads {sections_read(stage)}"
+    assert declared == params_read(stage), f"stage {name!r}: declared {declared}, reads {params_read(stage)}"
 
 
-def test_every_section_belongs_to_one_stage_script():
-    owners: dict[str, set[Path]] = {}
-    for stage in DVC.values():
-        for sec in sections_read(stage):
-            owners.setdefault(sec, set()).add(_script(stage["cmd"]))
-    assert set(PARAMS) - MATRIX_ONLY == set(owners), "a params section no stage reads, or a stage reading no section"
-    assert all(len(v) == 1 for v in owners.values()), owners
+def test_every_section_and_table_is_read_by_a_stage():
+    read = {p.split(".")[0] for stage in DVC.values() for p in params_read(stage) if not p.startswith("${")}
+    backbones = {e["backbone"] for runs in PARAMS["runs"].values() if runs for e in runs.values()}
+    assert set(PARAMS) - NOT_A_STAGE == read | backbones, "a params section no stage reads, or one read but absent"
+
+
+def test_every_run_family_has_a_training_and_an_evaluation_stage():
+    for family in PARAMS["runs"]:
+        train, evaluate = DVC[f"train_{family}"], DVC[f"evaluate_{family}"]
+        assert f"runs.{family}.${{key}}" in train["params"]
+        assert "results/${key}/run.json" in {next(iter(o)) if isinstance(o, dict) else o for o in train["outs"]}
+        assert "results/${key}/run.json" in evaluate["deps"]

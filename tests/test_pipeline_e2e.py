@@ -1,7 +1,7 @@
-"""End to end: `dvc repro split` on synthetic raw files in a scratch copy of the repository.
+"""End to end: `dvc repro split@gts` on synthetic raw files in a scratch copy of the repository.
 
-Also checks the graph DVC sees against the code: every `lib` module a stage script
-imports (transitively) is listed in that stage's `deps`.
+Also checks the graph DVC sees against the code: every `lib` module a stage script imports
+(transitively) is listed in that stage's `deps`, and every input path its command passes is a dep.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.conftest import amazon_raw, write_gz
 
 ROOT = Path(__file__).resolve().parent.parent
 N_USERS, N_ITEMS = 60, 30
-DATA_STAGES = ("parse", "preprocess", "split")
+DATA_STAGES = ("parse", "preprocess", "split@gts")
 
 
 def _env() -> dict:
@@ -43,7 +43,7 @@ def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.Completed
 
 
 def _repro(repo: Path) -> str:
-    p = _run(["dvc", "repro", "split"], repo)
+    p = _run(["dvc", "repro", "split@gts"], repo)
     return p.stdout + p.stderr
 
 
@@ -74,7 +74,7 @@ def test_first_repro_runs_the_data_stages_and_writes_consistent_outputs(repo):
     for stage in DATA_STAGES:
         assert f"Running stage '{stage}'" in log
     assert "train_" not in log  # only what `split` needs
-    parse, prep, spl = (_json(repo / f"metrics/{s}.json") for s in DATA_STAGES)
+    parse, prep, spl = (_json(repo / f"metrics/{s}.json") for s in ("parse", "preprocess", "split/gts"))
     n_reviews = len(amazon_raw(seed=0, n_users=N_USERS, n_items=N_ITEMS)[0])
     assert parse["reviews"] == {"lines": n_reviews + 1, "malformed": 1, "rows": n_reviews,
                                 "has_rating": False}
@@ -92,9 +92,9 @@ def test_first_repro_runs_the_data_stages_and_writes_consistent_outputs(repo):
     assert prep["items_without_metadata"] == 0
     assert items.loc[0, "title"] == f"Item {int(items.loc[0, 'item_id'][1:])} & co"
 
-    parts = {n: pd.read_parquet(repo / f"data/split/{n}.parquet")
+    parts = {n: pd.read_parquet(repo / f"data/split/gts/{n}.parquet")
              for n in ("train", "train_full", "val", "test")}
-    assert spl == _json(repo / "data/split/split.json")
+    assert spl == _json(repo / "data/split/gts/split.json") and spl["protocol"] == "gts"
     q = yaml.safe_load((repo / "params.yaml").read_text())["split"]["quantile"]
     assert spl["t_test"] == int(np.quantile(inter["timestamp"], q))
     assert spl["train_interactions"] == len(parts["train"])
@@ -110,16 +110,16 @@ def test_first_repro_runs_the_data_stages_and_writes_consistent_outputs(repo):
 def test_repro_is_a_noop_until_a_param_changes(repo):
     repo, _ = repo
     assert "Running stage" not in _repro(repo)
-    before = _json(repo / "metrics/split.json")
+    before = _json(repo / "metrics/split/gts.json")
     params = repo / "params.yaml"
     text = params.read_text()
     new = re.sub(r"(\n  quantile:) 0\.9\b", r"\1 0.7", text)
     assert new != text
     params.write_text(new)
     log = _repro(repo)
-    assert "Running stage 'split'" in log
+    assert "Running stage 'split@gts'" in log
     assert "Running stage 'parse'" not in log and "Running stage 'preprocess'" not in log
-    after = _json(repo / "metrics/split.json")
+    after = _json(repo / "metrics/split/gts.json")
     assert after["t_test"] < before["t_test"]
     assert after["test_users"] > before["test_users"]
 
@@ -201,7 +201,27 @@ def test_stage_deps_list_every_imported_module(name):
     assert not missing, f"stage {name!r} imports {missing} but does not list them in deps"
 
 
-@pytest.mark.parametrize("name", DATA_STAGES)
+@pytest.mark.parametrize("name", ("parse", "preprocess"))
 def test_data_stages_read_only_their_own_params_section(name):
     assert _stages()[name]["params"] == [name]
     assert f'load_section(args.params, "{name}"' in (ROOT / f"stages/{name}.py").read_text()
+
+
+def _paths(entries) -> set[str]:
+    return {next(iter(e)) if isinstance(e, dict) else e for e in entries or []}
+
+
+@pytest.mark.parametrize("name", sorted(_stages()))
+def test_every_input_path_of_the_command_is_a_declared_dep(name):
+    """A path the cmd passes (data/, results/, metrics/, plots/) is an output, a dep, or a directory
+    whose declared deps are files in it; and every data dep is something the cmd passes (or lies in it)."""
+    stage = _stages()[name]
+    outs = _paths(stage.get("outs")) | _paths(stage.get("metrics")) | _paths(stage.get("plots"))
+    deps = set(stage["deps"])
+    passed = set(re.findall(r"(?<=\s)((?:data|results|metrics|plots)(?:/\S+)?)(?=\s|$)", stage["cmd"]))
+    for path in (p for p in passed - outs if not any(o.startswith(p + "/") for o in outs)):
+        assert path in deps or any(d.startswith(path.rstrip("/") + "/") for d in deps), \
+            f"stage {name!r} passes {path} but does not declare it (or files in it) in deps"
+    for dep in (d for d in deps if d.split("/")[0] in ("data", "results", "metrics", "plots")):
+        assert any(dep == p or dep.startswith(p.rstrip("/") + "/") for p in passed), \
+            f"stage {name!r} declares {dep} but its cmd never passes it"

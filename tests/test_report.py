@@ -1,111 +1,470 @@
-"""reports/RESULTS.md: computed statements match the numbers they come from; the stage writes it end to end."""
+"""stages/report.py + lib/report.py: RESULTS.md from committed-style per-run files, end to end on synthetic runs.
+
+The fixture writes what the training, evaluation, tokenizer and split stages commit (run.json, ranks.parquet,
+metrics/{eval,train,tokenizers,split}, dvclive curves, code-usage tables) for two protocols; the eval metrics
+and per-user ranks come from lib.evaluate.evaluate_run on synthetic lists, so they agree as in the pipeline.
+"""
 from __future__ import annotations
 
+import importlib
 import json
+import math
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from lib.evaluate import EvaluateConfig
-from lib.plots import codebook_usage_figure
-from lib.report import ReportInputs, render, representation_grid, summary, tokenizer_of
-from tests.test_evaluate import _argv, stage, workspace  # noqa: F401  (fixtures)
+from lib.evaluate import EvaluateConfig, evaluate_run, loaded_ranks
+from lib.report import FAMILY_ORDER, ReportConfig, ReportInputs, render
+from lib.significance import holm
 
-CFG = EvaluateConfig(ks=(5, 10), significance_metrics=("ndcg@10", "hr@10"))
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ROOT / "stages"
+N_ITEMS = 50  # items 46..50 are cold (never a training item)
+N_TEST, N_VAL = 120, 100
+EVAL = EvaluateConfig(ks=(5, 10, 20))
+PNG = b"\x89PNG\r\n\x1a\n"
+PARAMS = """report:
+  baseline: {backbone: sasrec, representation: id}
+  significance_metrics: [ndcg@10, hr@10]
+  n_bootstrap: 200
+  alpha: 0.05
+  seed: 0
+"""
+# name -> run.json fields (family, backbone, representation, tokenizer, protocol, n_levels)
+RUNS = {
+    "sasrec_id": ("rankers", "sasrec", "id", None, "gts", None),
+    "gpt2_id": ("rankers", "gpt2", "id", None, "gts", None),
+    "sasrec_content_plus_id": ("content_rankers", "sasrec", "content_plus_id", None, "gts", None),
+    "gpt2_content": ("content_rankers", "gpt2", "content", None, "gts", None),
+    "gpt2_sid": ("generators", "gpt2", "sid", "rqvae", "gts", 3),
+    "sasrec_id_loo": ("rankers", "sasrec", "id", None, "loo", None),
+    "gpt2_id_loo": ("rankers", "gpt2", "id", None, "loo", None),
+}
+PROMOTED, DEMOTED = 24, 2  # content_plus_id = baseline + 24 misses put first; gpt2_id = baseline - 2 hits
 
 
-def _flat(ndcg: float, hr: float, cold_hr: float) -> dict:
-    return {"test/users": 100, "test/ndcg@10": ndcg, "test/hr@10": hr, "test/ndcg@5": ndcg / 2,
-            "test/hr@5": hr / 2, "test/mrr@5": ndcg / 3, "test/mrr@10": ndcg / 3,
-            "test/cold_target/users": 20, "test/cold_target/hr@10": cold_hr, "test/cold_target/ndcg@10": cold_hr / 2,
-            "test/warm_target/hr@10": hr, "test/warm_target/ndcg@10": ndcg}
+def _truth(seed: int, n_users: int, first_user: int = 0) -> pd.DataFrame:
+    """Evaluation rows as the split writes them; targets never in the history, items 46..50 cold."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(first_user, first_user + n_users):
+        n = int(rng.integers(1, 26))
+        items = rng.choice(np.arange(1, N_ITEMS + 1), size=n + 1, replace=False)
+        rows.append((u, items[:-1].tolist(), int(items[-1]), 1000 + u, n, bool(items[-1] > 45), bool(u % 4 == 0)))
+    cols = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
+    return pd.DataFrame(rows, columns=cols)
 
 
-def _test(diff: float, significant: bool) -> dict:
-    return {"users": 100, "baseline": 0.0, "model": diff, "diff": diff, "ci_low": diff - 0.01,
-            "ci_high": diff + 0.01, "p_value": 0.01 if significant else 0.5, "significant": significant}
+def _recs(truth: pd.DataFrame, seed: int, p_first: float) -> pd.DataFrame:
+    """Unfiltered full-catalogue rankings; with probability p_first the target is put first."""
+    rng = np.random.default_rng(seed)
+    lists = []
+    for target in truth["target"]:
+        order = rng.permutation(np.arange(1, N_ITEMS + 1))
+        if rng.random() < p_first:
+            order = np.r_[target, order[order != target]]
+        lists.append(order.astype(np.int64))
+    return pd.DataFrame({"user": truth["user"].to_numpy(), "items": lists})
+
+
+def _move(recs: pd.DataFrame, truth: pd.DataFrame, rows: np.ndarray, first: bool) -> pd.DataFrame:
+    """The same lists with the target of `rows` moved to the front (rank 1) or the end (a miss at K <= 20)."""
+    lists = list(recs["items"])
+    for i in rows:
+        t, x = truth["target"].iat[i], lists[i]
+        lists[i] = np.r_[t, x[x != t]] if first else np.r_[x[x != t], t]
+    return recs.assign(items=lists)
+
+
+def _ranks(truth: pd.DataFrame, recs: pd.DataFrame) -> np.ndarray:
+    """(U,) float ranks of one split, inf = miss (what the per-user file stores)."""
+    one = {"val": truth, "test": truth}
+    ev = evaluate_run(one, {"val": recs, "test": recs}, pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}), EVAL)
+    return loaded_ranks(ev.per_user[ev.per_user["split"] == "test"]["rank"].to_numpy())
+
+
+def build(root: Path) -> dict:
+    """Write the committed-style inputs of the report under `root`; returns the hand-made edits."""
+    truth = {"gts": {"val": _truth(1, N_VAL), "test": _truth(2, N_TEST)},
+             "loo": {"val": _truth(3, N_VAL, 1000), "test": _truth(4, N_TEST, 1000)}}
+    base = {s: _recs(truth["gts"][s], 10 + i, 0.1) for i, s in enumerate(("val", "test"))}
+    base_ranks = _ranks(truth["gts"]["test"], base["test"])
+    misses = np.flatnonzero(~np.isfinite(base_ranks))[:PROMOTED]
+    hits = np.flatnonzero(base_ranks <= 10)[:DEMOTED]
+    assert len(misses) == PROMOTED and len(hits) == DEMOTED
+    gts, loo = truth["gts"], truth["loo"]
+    recs = {
+        "sasrec_id": base,
+        "gpt2_id": {"val": _recs(gts["val"], 21, 0.15), "test": _move(base["test"], gts["test"], hits, first=False)},
+        "sasrec_content_plus_id": {"val": base["val"], "test": _move(base["test"], gts["test"], misses, first=True)},
+        "gpt2_content": {"val": _recs(gts["val"], 31, 0.1), "test": _recs(gts["test"], 32, 0.2)},
+        "gpt2_sid": {"val": _recs(gts["val"], 41, 0.9), "test": _recs(gts["test"], 42, 0.15)},  # best on val only
+        "sasrec_id_loo": {s: _recs(loo[s], 50 + i, 0.3) for i, s in enumerate(("val", "test"))},
+        "gpt2_id_loo": {s: _recs(loo[s], 60 + i, 0.35) for i, s in enumerate(("val", "test"))},
+    }
+    items = pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)})
+    for d in ("metrics/eval", "metrics/train", "metrics/tokenizers", "metrics/split", "plots/train"):
+        (root / d).mkdir(parents=True)
+    for i, (run, (family, backbone, rep, tok, protocol, levels)) in enumerate(RUNS.items()):
+        info = {"name": run, "family": family, "backbone": backbone, "representation": rep, "tokenizer": tok,
+                "protocol": protocol, "n_levels": levels, "seed": 42, "overrides": {}}
+        ev = evaluate_run(truth[protocol], recs[run], items, EVAL, label=run)
+        (root / "results" / run).mkdir(parents=True)
+        _json(info, root / "results" / run / "run.json")
+        ev.per_user.to_parquet(root / "results" / run / "ranks.parquet", index=False)
+        _json({"run": run, "protocol": protocol, **ev.metrics}, root / "metrics/eval" / f"{run}.json")
+        train = {"best_epoch": 5 + i, "epochs": 13 + i, "seconds_per_epoch": 1.5 + i, "train_seconds": 20.0 * (i + 1),
+                 "peak_memory_mb": 300.0 + i, "parameters": 10_000 * (i + 1)}
+        if family == "generators":
+            train |= {"test/prefix_hr@10/codes1": 0.5, "test/prefix_hr@10/codes2": 0.3,
+                      "test/prefix_hr@10/codes3": 0.2, "test/invalid_id_rate": 0.0, "test/users_per_second": 250.0}
+        _json(train, root / "metrics/train" / f"{run}.json")
+        if run != "gpt2_id_loo":  # a run without curves is drawn without a line, not an error
+            curves = root / "plots/train" / run / "plots/metrics"
+            (curves / "val").mkdir(parents=True)
+            steps = np.arange(4) * 10 + 9
+            pd.DataFrame({"timestamp": 1_700_000_000 + steps, "step": steps,
+                          "ndcg@10": 0.01 * np.arange(1, 5) + 0.001 * i}).to_csv(curves / "val/ndcg@10.tsv",
+                                                                                  sep="\t", index=False)
+            pd.DataFrame({"timestamp": 1_700_000_000 + steps, "step": steps, "epoch": np.arange(4)}).to_csv(
+                curves / "epoch.tsv", sep="\t", index=False)
+    for name, method, collisions in (("rqvae", "rqvae", 0.05), ("random", "random", 0.2)):
+        _json({"method": method, "protocol": "gts", "levels": 3, "collision_rate": collisions, "largest_group": 3,
+               **{f"level_{lv}": {"codes_used": 8 - lv, "perplexity": 6.4 - lv} for lv in range(3)}},
+              root / "metrics/tokenizers" / f"{name}.json")
+        usage = pd.DataFrame([(lv, r, 20 - 2 * r) for lv in (1, 2, 3) for r in range(1, 6)],
+                             columns=["level", "rank", "items"])
+        (root / "plots/tokenizers" / name).mkdir(parents=True)
+        usage.to_csv(root / "plots/tokenizers" / name / "code_usage.csv", index=False)
+    _json({"protocol": "gts", "type": "global_temporal", "test_users": N_TEST}, root / "metrics/split/gts.json")
+    _json({"protocol": "loo", "type": "leave_one_out", "test_users": N_TEST}, root / "metrics/split/loo.json")
+    (root / "params.yaml").write_text(PARAMS)
+    return {"base_ranks": base_ranks, "misses": misses, "hits": hits, "cold": gts["test"]["target_cold"].to_numpy()}
+
+
+def _json(obj, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _argv(root: Path, out: str = "reports") -> list[str]:
+    return ["report.py", "--results-dir", str(root / "results"), "--eval-metrics", str(root / "metrics/eval"),
+            "--train-metrics", str(root / "metrics/train"), "--tokenizer-metrics", str(root / "metrics/tokenizers"),
+            "--tokenizer-plots", str(root / "plots/tokenizers"), "--split-metrics", str(root / "metrics/split"),
+            "--train-plots", str(root / "plots/train"), "--results", str(root / out / "RESULTS.md"),
+            "--figures-dir", str(root / out / "figures"), "--leaderboard", str(root / out / "leaderboard.json"),
+            "--params", str(root / "params.yaml")]
+
+
+def run_stage(root: Path, out: str = "reports") -> tuple[str, dict]:
+    """stages/report.py's main in-process -> (RESULTS.md, leaderboard.json)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(STAGES))  # stage scripts import `_common` as a sibling
+        mp.setattr(sys, "argv", _argv(root, out))
+        importlib.import_module("stages.report").main()
+    return (root / out / "RESULTS.md").read_text(), json.loads((root / out / "leaderboard.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    edits = build(root)
+    markdown, board = run_stage(root)
+    return root, edits, markdown, board
 
 
 @pytest.fixture
-def inputs() -> ReportInputs:
-    models = {"sasrec_id": _flat(0.020, 0.040, 0.0), "sasrec_content": _flat(0.019, 0.038, 0.015),
-              "sasrec_content_plus_id": _flat(0.025, 0.044, 0.0), "gpt2_id": _flat(0.018, 0.034, 0.0),
-              "gpt2_sid": _flat(0.012, 0.027, 0.025), "gpt2_sid_random": _flat(0.008, 0.015, 0.0)}
-    comparisons = {"sasrec_content_plus_id": {"test/ndcg@10": _test(0.005, True)},
-                   "gpt2_sid": {"test/cold_target/hr@10": _test(0.025, True)}}
-    rng = np.random.default_rng(0)
-    codes = np.concatenate([np.full((1, 3), -1), rng.integers(0, 4, size=(30, 3))])
-    return ReportInputs(
-        leaderboard={"baseline": "sasrec_id", "models": models, "comparisons": comparisons},
-        train={"gpt2_sid": {"n_levels": 3, "test/prefix_hr@10/codes1": 0.19, "test/prefix_hr@10/codes2": 0.04,
-                            "test/prefix_hr@10/codes3": 0.03, "best_epoch": 20, "train_seconds": 869.2},
-               "sasrec_id": {"best_epoch": 17, "seconds_per_epoch": 11.56, "peak_memory_mb": 833.9}},
-        tokenizers={"rqvae": {"method": "rqvae", "level_0": {"codes_used": 4, "perplexity": 3.9},
-                              "level_1": {"codes_used": 3, "perplexity": 2.5}, "collision_rate": 0.05}},
-        codes={"rqvae": codes, "random": codes})
+def fresh(study, tmp_path):
+    """A private copy of the inputs (no outputs) for tests that break them."""
+    root = tmp_path / "study"
+    shutil.copytree(study[0], root, ignore=shutil.ignore_patterns("reports", "again"))
+    return root
 
 
-def test_tokenizer_of_maps_generators_to_their_tokenizer():
-    assert tokenizer_of("gpt2_sid") == "rqvae" and tokenizer_of("gpt2_sid_lsh") == "lsh"
-    assert tokenizer_of("gpt2_sid_rqvae_diversity") == "rqvae_diversity"
-    assert tokenizer_of("gpt2_id") is None and tokenizer_of("sasrec_content") is None
-    # GPT-2 with Semantic-ID representations shares the prefix but is no generator
-    assert tokenizer_of("gpt2_sid_unigram") is None and tokenizer_of("gpt2_sid_plus_id") is None
-    assert tokenizer_of("sasrec_sid_bigram") is None
+# --- markdown helpers --------------------------------------------------------------------------------------
+
+def section(markdown: str, heading: str) -> str:
+    """The text under `heading` up to the next heading of the same or a higher level."""
+    level = len(heading) - len(heading.lstrip("#"))
+    start = markdown.index(heading + "\n") if (heading + "\n") in markdown else markdown.index(heading)
+    rest = markdown[start + len(heading):]
+    nxt = re.search(rf"^#{{1,{level}}} ", rest, flags=re.M)
+    return rest[: nxt.start()] if nxt else rest
 
 
-def test_summary_names_the_best_models_with_their_tests(inputs):
-    lines = summary(inputs, CFG)
-    assert lines[0].startswith("- **Best overall (test NDCG@10): `sasrec_content_plus_id`** 0.0250")
-    assert "+25%" in lines[0] and "significant: diff +0.0050" in lines[0]
-    assert "`gpt2_sid`** 0.0250 vs `sasrec_id` 0.0000 (significant" in lines[1]
-    assert any(line.startswith("- sasrec: best item representation `content_plus_id`") for line in lines)
-    assert any("best tokenizer `rqvae`" in line and "`random` 0.0080" in line for line in lines)
-    # a model without a paired test is said to be untested, never silently significant
-    inputs.leaderboard["comparisons"] = {}
-    assert "not tested" in summary(inputs, CFG)[0]
+def table(text: str) -> tuple[list[str], list[list[str]]]:
+    """The first markdown table in `text` -> (header cells, row cells)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return cells[0], cells[2:]
 
 
-def test_representation_grid_orders_id_first_and_leaves_gaps():
-    rows = representation_grid({"sasrec_content": {"test/ndcg@10": 0.02}, "sasrec_id": {"test/ndcg@10": 0.01},
-                                "gpt2_id": {"test/ndcg@10": 0.03}, "gpt2_sid": {"test/ndcg@10": 0.04},
-                                "sasrec_sid_unigram": {"test/ndcg@10": 0.05, "test/cold_target/hr@10": 0.2}})
-    assert rows[0] == "| representation | sasrec NDCG@10 | sasrec cold HR@10 | gpt2 NDCG@10 | gpt2 cold HR@10 |"
-    assert rows[2:] == ["| id | 0.0100 | – | 0.0300 | – |", "| content | 0.0200 | – | – | – |",
-                        "| sid_unigram | 0.0500 | 0.2000 | – | – |"]  # gpt2_sid is a generator, not a representation
+def flat_key(label: str) -> str:
+    """Leaderboard column label ("NDCG@10", "cold HR@10") -> the eval metrics key."""
+    prefix = {"cold": "test/cold_target/", "warm": "test/warm_target/"}
+    head, _, metric = label.rpartition(" ")
+    return prefix.get(head, "test/") + metric.lower()
 
 
-def test_render_has_every_section_and_the_per_level_hit_rates(inputs):
-    text = render(inputs, CFG, {"metrics_vs_k": "../plots/eval/metrics_vs_k.png"})
-    for title in ("## What works best", "## Leaderboard", "## Cold vs warm", "## Semantic-ID generator",
-                  "## Tokenizers", "## Training cost"):
-        assert title in text
-    assert "| gpt2_sid | rqvae | 0.1900 | 0.0400 | 0.0300 |" in text
-    assert "| rqvae | rqvae | 4 / 4 | 3 / 2 |" in text
-    assert "![metrics_vs_k](../plots/eval/metrics_vs_k.png)" in text and "\n\n\n" not in text
+def number(cell: str) -> float:
+    return float(cell.replace("*", "").replace("†", ""))
 
 
-def test_codebook_usage_figure_has_a_panel_per_tokenizer(inputs):
-    fig = codebook_usage_figure(inputs.codes)
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2  # two semantic levels; the last column is dropped
+def protocol_section(markdown: str, protocol: str) -> str:
+    return section(markdown, next(ln for ln in markdown.splitlines() if ln.startswith(f"## Protocol `{protocol}`")))
 
 
-def test_stage_writes_results_with_tokenizers_and_training_facts(stage, workspace):  # noqa: F811
-    (workspace / "train").mkdir()
-    (workspace / "train" / "gpt2_id.json").write_text(json.dumps({"best_epoch": 3, "train_seconds": 12.5}))
-    tok = workspace / "tokenizers" / "lsh"
-    tok.mkdir(parents=True)
-    np.save(tok / "codes.npy", np.array([[-1, -1, -1], [0, 1, 0], [1, 1, 0], [1, 0, 0]]))
-    (tok / "meta.json").write_text(json.dumps({"method": "lsh"}))
-    (workspace / "lsh.json").write_text(json.dumps({"collision_rate": 0.25, "level_0": {"codes_used": 2,
-                                                                                         "perplexity": 1.9}}))
-    results = workspace / "reports" / "RESULTS.md"
-    stage.main(_argv(workspace) + ["--results", str(results), "--train-metrics", str(workspace / "train"),
-                                   "--tokenizer-metrics", str(workspace / "lsh.json"),
-                                   "--codes", str(workspace / "tokenizers")])
-    text = results.read_text()
-    assert "| lsh | lsh | 2 / 2 | 0.2500 |" in text and "| gpt2_id | 3 | – | – | 12.5 |" in text
-    assert "![codebook_usage](../plots/codebook_usage.png)" in text
-    assert (workspace / "plots" / "codebook_usage.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="report input not found"):
-        stage.main(_argv(workspace) + ["--results", str(results), "--codes", str(workspace / "nope")])
+# --- (a) the rendered report -------------------------------------------------------------------------------
+
+def test_one_section_per_protocol_gts_first(study):
+    _, _, md, _ = study
+    heads = re.findall(r"^## Protocol `(\w+)`: (.*)$", md, flags=re.M)
+    assert [h[0] for h in heads] == ["gts", "loo"]
+    assert heads[0][1].startswith("global temporal split") and heads[1][1].startswith("leave-one-out")
+    assert f"{N_TEST} test users" in protocol_section(md, "gts")
+    runs_in = {p: set(re.findall(r"^\| `?(\w+)", section(protocol_section(md, p), "### Leaderboard (test)"),
+                                 flags=re.M)) - {"run"} for p in ("gts", "loo")}
+    assert runs_in == {p: {r for r, v in RUNS.items() if v[4] == p} for p in ("gts", "loo")}
+
+
+def test_leaderboard_grouped_by_family_then_by_test_ndcg(study):
+    root, _, md, _ = study
+    for protocol in ("gts", "loo"):
+        head, rows = table(section(protocol_section(md, protocol), "### Leaderboard (test)"))
+        col = head.index("NDCG@10")
+        fam = [FAMILY_ORDER.index(r[1]) for r in rows]
+        assert fam == sorted(fam)  # families in FAMILY_ORDER, each one block
+        for f in set(fam):
+            vals = [number(r[col]) for r, g in zip(rows, fam, strict=True) if g == f]
+            assert vals == sorted(vals, reverse=True)
+        for r in rows:  # the cells are the eval metrics
+            ev = json.loads((root / "metrics/eval" / f"{r[0].split()[0]}.json").read_text())
+            assert number(r[col]) == pytest.approx(ev["test/ndcg@10"], abs=5e-5)
+    for protocol in ("gts", "loo"):  # the cold/warm table: the same families, by cold-target HR@10 within one
+        text = section(protocol_section(md, protocol), "### Cold vs warm targets (test)")
+        assert "Grouped by family, best cold-target HR@10 first within a family." in text
+        head, rows = table(text)
+        fam = [FAMILY_ORDER.index(RUNS[r[0].split()[0]][0]) for r in rows]
+        assert fam == sorted(fam) and len(rows) == sum(v[4] == protocol for v in RUNS.values())
+        for f in set(fam):
+            vals = [number(r[head.index("cold HR@10")]) for r, g in zip(rows, fam, strict=True) if g == f]
+            assert vals == sorted(vals, reverse=True)
+    names = [r[0] for r in table(section(protocol_section(md, "gts"), "### Leaderboard (test)"))[1]]
+    assert names[:2] == ["sasrec_id (baseline)", "gpt2_id"]  # by NDCG, not by name
+    assert names[2:4] == ["sasrec_content_plus_id", "gpt2_content"] and names[4] == "gpt2_sid"
+
+
+def test_baseline_marked_once_per_protocol(study):
+    _, _, md, board = study
+    assert board["gts"]["baseline"] == "sasrec_id" and board["loo"]["baseline"] == "sasrec_id_loo"
+    for protocol, base in (("gts", "sasrec_id"), ("loo", "sasrec_id_loo")):
+        _, rows = table(section(protocol_section(md, protocol), "### Leaderboard (test)"))
+        assert [r[0] for r in rows if "(baseline)" in r[0]] == [f"{base} (baseline)"]
+
+
+def test_dagger_exactly_on_significant_cells(study):
+    _, _, md, board = study
+    daggers = tested = 0
+    for protocol in ("gts", "loo"):
+        comp = board[protocol]["comparisons"]
+        for heading in ("### Leaderboard (test)", "### Cold vs warm targets (test)"):
+            head, rows = table(section(protocol_section(md, protocol), heading))
+            first_metric = 3 if heading.startswith("### Leaderboard") else 1
+            for r in rows:
+                run = r[0].split()[0]
+                for label, cell in zip(head[first_metric:], r[first_metric:], strict=True):
+                    t = comp.get(run, {}).get(flat_key(label))
+                    assert ("†" in cell) == bool(t and t["significant"]), (protocol, run, label)
+                    daggers += "†" in cell
+                    tested += t is not None
+    assert daggers >= 2 and tested > daggers  # some significant cells, some tested and not significant
+    assert comp_is(board, "gts", "sasrec_content_plus_id", "test/ndcg@10")["significant"]
+    assert not comp_is(board, "gts", "gpt2_id", "test/ndcg@10")["significant"]
+
+
+def comp_is(board: dict, protocol: str, run: str, key: str) -> dict:
+    return board[protocol]["comparisons"][run][key]
+
+
+def test_paired_table_shows_holm_adjusted_p(study):
+    _, _, md, board = study
+    for protocol, base in (("gts", "sasrec_id"), ("loo", "sasrec_id_loo")):
+        comp = board[protocol]["comparisons"]
+        tests = [t for run in comp.values() for t in run.values()]
+        assert len(tests) == 4 * (sum(v[4] == protocol for v in RUNS.values()) - 1)
+        assert [t["p_holm"] for t in tests] == pytest.approx(holm([t["p_value"] for t in tests]))  # one family
+        smallest = min(tests, key=lambda t: t["p_value"])
+        assert smallest["p_holm"] == pytest.approx(min(1.0, len(tests) * smallest["p_value"]))
+        text = protocol_section(md, protocol)
+        assert f"Holm-adjusted over all {len(tests)} tests of this protocol" in text
+        head, rows = table(section(text, f"### Paired tests vs `{base}`"))
+        assert head[6:9] == ["p (Wilcoxon)", "p (Holm)", "significant"]
+        assert len(rows) == len(tests)
+        for r in rows:
+            t = comp[r[0]][r[1]]
+            assert r[7] == f"{t['p_holm']:.2g}" and r[6] == f"{t['p_value']:.2g}"
+            assert r[8] == ("yes" if t["significant"] else "no")
+            assert t["p_holm"] >= t["p_value"]
+    # a Holm-adjusted p that differs visibly from the raw one is in the gts table
+    gts = [t for run in board["gts"]["comparisons"].values() for t in run.values()]
+    assert any(f"{t['p_holm']:.2g}" != f"{t['p_value']:.2g}" for t in gts)
+
+
+def test_every_referenced_figure_is_a_png(study):
+    root, _, md, _ = study
+    refs = dict(re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", md))
+    assert set(refs) == {f"{k}_{p}" for k in ("metrics_vs_k", "cold_warm", "val_curves") for p in ("gts", "loo")} \
+        | {"codebook_usage"}
+    for name, rel in refs.items():
+        path = (root / "reports" / rel).resolve()
+        assert path.is_file() and path.read_bytes()[:8] == PNG, name
+    assert {p.stem for p in (root / "reports/figures").glob("*.png")} == set(refs)
+
+
+def test_leaderboard_json(study):
+    root, _, _, board = study
+    assert set(board) == {"gts", "loo"}
+    for protocol, entry in board.items():
+        runs = {r for r, v in RUNS.items() if v[4] == protocol}
+        assert set(entry["runs"]) == runs and entry["alpha"] == 0.05
+        assert set(entry["comparisons"]) == runs - {entry["baseline"]}
+        for run, tests in entry["comparisons"].items():
+            assert set(tests) == {"test/ndcg@10", "test/hr@10", "test/cold_target/ndcg@10", "test/cold_target/hr@10"}
+            assert entry["runs"][run] == json.loads((root / "metrics/eval" / f"{run}.json").read_text())
+            assert tests["test/ndcg@10"]["model"] == pytest.approx(entry["runs"][run]["test/ndcg@10"], abs=1e-6)
+            assert tests["test/ndcg@10"]["users"] == N_TEST
+
+
+def test_tokenizer_generator_and_cost_tables(study):
+    _, _, md, _ = study
+    head, rows = table(section(md, "## Tokenizers: codebook usage and collisions"))
+    assert [r[0] for r in rows] == ["rqvae", "random"]  # by collision rate
+    assert rows[0][head.index("L1 used / perplexity")] == "8 / 6"
+    head, rows = table(section(protocol_section(md, "gts"), "### Semantic-ID generators: per-level prefix hit rates"))
+    assert [r[0] for r in rows] == ["gpt2_sid"] and rows[0][1] == "rqvae" and len(head) == 2 + 3 + 3
+    assert "No Semantic-ID generator in this protocol." in protocol_section(md, "loo")
+    head, rows = table(section(md, "## Training cost"))
+    assert {r[0] for r in rows} == set(RUNS)
+    fam = [FAMILY_ORDER.index(r[1]) for r in rows]
+    assert fam == sorted(fam)
+
+
+# --- (b) paired tests come from the stored ranks -------------------------------------------------------------
+
+def test_paired_diff_equals_the_hand_computed_difference(study):
+    _, edits, _, board = study
+    comp = board["gts"]["comparisons"]
+    better = comp["sasrec_content_plus_id"]
+    # 24 misses (NDCG 0) became rank 1 (NDCG 1): +24 / 120 on all users, the cold ones' share on the cold slice
+    assert better["test/ndcg@10"]["diff"] == pytest.approx(PROMOTED / N_TEST, abs=1e-6)
+    assert better["test/hr@10"]["diff"] == pytest.approx(PROMOTED / N_TEST, abs=1e-6)
+    cold = edits["cold"]
+    assert better["test/cold_target/hr@10"]["diff"] == pytest.approx(cold[edits["misses"]].sum() / cold.sum(), abs=1e-6)
+    assert better["test/cold_target/hr@10"]["users"] == cold.sum()
+    # 2 hits at rank r <= 10 became misses: minus their 1 / log2(r + 1)
+    lost = sum(1 / math.log2(r + 1) for r in edits["base_ranks"][edits["hits"]])
+    worse = comp["gpt2_id"]["test/ndcg@10"]
+    assert worse["diff"] == pytest.approx(-lost / N_TEST, abs=1e-6) and not worse["significant"]
+    base_ndcg = np.where(edits["base_ranks"] <= 10, 1 / np.log2(edits["base_ranks"] + 1), 0).mean()
+    assert worse["baseline"] == better["test/ndcg@10"]["baseline"] == pytest.approx(base_ndcg, abs=1e-6)
+
+
+def test_paired_tests_ignore_the_eval_means(fresh):
+    """Tampering with a run's eval means leaves its paired test unchanged: it is recomputed from ranks.parquet."""
+    path = fresh / "metrics/eval/sasrec_content_plus_id.json"
+    ev = json.loads(path.read_text())
+    _json(ev | {"test/ndcg@10": 0.9999, "test/hr@10": 0.9999}, path)
+    _, board = run_stage(fresh)
+    t = comp_is(board, "gts", "sasrec_content_plus_id", "test/ndcg@10")
+    assert t["diff"] == pytest.approx(PROMOTED / N_TEST, abs=1e-6) and t["model"] == pytest.approx(ev["test/ndcg@10"])
+
+
+# --- (c) selection on validation -----------------------------------------------------------------------------
+
+def test_chosen_on_validation_not_on_test(study):
+    root, _, md, board = study
+    ev = {r: json.loads((root / "metrics/eval" / f"{r}.json").read_text()) for r in RUNS if RUNS[r][4] == "gts"}
+    best_val = max(ev, key=lambda r: ev[r]["val/ndcg@10"])
+    best_test = max(ev, key=lambda r: ev[r]["test/ndcg@10"])
+    assert (best_val, best_test) == ("gpt2_sid", "sasrec_content_plus_id")  # the fixture's point
+    lines = section(protocol_section(md, "gts"), "### What works best").strip().splitlines()
+    sid = ev["gpt2_sid"]
+    assert lines[0].startswith(f"- **Chosen on validation NDCG@10: `gpt2_sid`** (val {sid['val/ndcg@10']:.4f}); "
+                               f"test NDCG@10 {sid['test/ndcg@10']:.4f}")
+    t = comp_is(board, "gts", "gpt2_sid", "test/ndcg@10")
+    verdict = "significant" if t["significant"] else "not significant"
+    assert f"baseline `sasrec_id` {ev['sasrec_id']['test/ndcg@10']:.4f}" in lines[0]
+    assert f"{verdict} after Holm: p = {t['p_holm']:.2g})" in lines[0]
+    assert lines[1] == ("- Highest test NDCG@10 (not a selection: test is not used to choose): "
+                        f"`sasrec_content_plus_id` {ev['sasrec_content_plus_id']['test/ndcg@10']:.4f}.")
+
+
+# --- (d) clear errors ----------------------------------------------------------------------------------------
+
+def test_run_without_ranks_is_named(fresh):
+    (fresh / "results/gpt2_content/ranks.parquet").unlink()
+    with pytest.raises(SystemExit, match=r"not evaluated.*\['gpt2_content'\]"):
+        run_stage(fresh)
+    assert not (fresh / "reports/RESULTS.md").exists()
+
+
+def test_run_without_eval_metrics_is_named(fresh):
+    (fresh / "metrics/eval/gpt2_id_loo.json").unlink()
+    with pytest.raises(SystemExit, match=r"not evaluated.*\['gpt2_id_loo'\]"):
+        run_stage(fresh)
+
+
+def test_differing_test_users_within_a_protocol_are_an_error(fresh):
+    path = fresh / "results/gpt2_id_loo/ranks.parquet"
+    ranks = pd.read_parquet(path)
+    ranks.drop(index=ranks.index[ranks["split"] == "test"][-1]).to_parquet(path, index=False)
+    with pytest.raises(SystemExit, match=r"gpt2_id_loo.*test users differ.*sasrec_id_loo"):
+        run_stage(fresh)
+    assert not (fresh / "reports/RESULTS.md").exists()
+
+
+def test_no_runs_is_an_error(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    with pytest.raises(SystemExit, match="no run.json under"):
+        run_stage(tmp_path)
+
+
+# --- (e) determinism -----------------------------------------------------------------------------------------
+
+def test_rendering_twice_is_identical(study):
+    root, _, md, board = study
+    md2, board2 = run_stage(root, out="again")
+    assert md2 == md and board2 == board
+
+
+def _inputs(root: Path) -> ReportInputs:
+    runs = {r: json.loads((root / "results" / r / "run.json").read_text()) for r in RUNS}
+    evals = {r: json.loads((root / "metrics/eval" / f"{r}.json").read_text()) for r in RUNS}
+    return ReportInputs(runs=runs, evals=evals,
+                        per_user={r: pd.read_parquet(root / "results" / r / "ranks.parquet") for r in RUNS},
+                        train={r: json.loads((root / "metrics/train" / f"{r}.json").read_text()) for r in RUNS})
+
+
+def test_markdown_does_not_depend_on_the_hash_seed(study, tmp_path):
+    """Ties (here: two representations with the same best NDCG@10) must not be broken by set order."""
+    inp = _inputs(study[0])
+    tie = inp.evals["sasrec_content_plus_id"]["test/ndcg@10"]
+    inp.evals["gpt2_content"]["test/ndcg@10"] = tie
+    with open(tmp_path / "inputs.pkl", "wb") as f:
+        pickle.dump(inp, f)
+    script = ("import pickle, sys; from lib.report import ReportConfig, render; "
+              "inp = pickle.load(open(sys.argv[1], 'rb')); "
+              "sys.stdout.write(render(inp, ReportConfig(n_bootstrap=50), {}).markdown)")
+    outs = {subprocess.run([sys.executable, "-c", script, str(tmp_path / "inputs.pkl")], cwd=ROOT, check=True,
+                           capture_output=True, text=True, env=os.environ | {"PYTHONHASHSEED": seed}).stdout
+            for seed in ("0", "1", "2")}  # 0 and 1 order the tied pair differently without a tie-break
+    assert len(outs) == 1
+    assert render(inp, ReportConfig(n_bootstrap=50), {}).markdown in outs

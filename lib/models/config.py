@@ -30,8 +30,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    loss: Literal["ce", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); bce = 1 sampled negative
+    loss: Literal["ce", "sampled", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); sampled = softmax
+    # over the target + `negatives` uniform negatives shared by the batch; bce = original SASRec, 1 negative
+    negatives: int = 1024  # loss: sampled
     ce_chunk: int = 128  # positions per chunk of the full-softmax loss (lib/models/losses.py); 0 = all at once
+    ce_dtype: Literal["float32", "bfloat16"] = "float32"  # input type of the loss's matmuls (softmax stays float32)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128  # users per batch; each batch is padded to its own longest sequence
@@ -50,6 +53,8 @@ class TrainConfig:
             raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if self.loss == "sampled" and self.negatives < 1:
+            raise ValueError(f"train.negatives: must be >= 1 with loss sampled, got {self.negatives}")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from torch import nn
 from lib.models.backbones import BACKBONES
 from lib.models.config import ModelConfig, Representation
 from lib.models.item_repr import ItemFeatures, ItemRepresentation
-from lib.models.losses import full_softmax_ce
+from lib.models.losses import full_softmax_ce, sampled_softmax_ce
 
 
 class SeqRec(nn.Module):
@@ -29,7 +29,8 @@ class SeqRec(nn.Module):
         """seq (B, L) right-padded item ids -> hidden states (B, L, d)."""
         return self.backbone(F.embedding(seq, item_matrix))
 
-    def loss(self, inp: torch.Tensor, tgt: torch.Tensor, kind: str = "ce", ce_chunk: int = 128) -> torch.Tensor:
+    def loss(self, inp: torch.Tensor, tgt: torch.Tensor, kind: str = "ce", ce_chunk: int = 128,
+             negatives: int = 0, ce_dtype: str = "float32") -> torch.Tensor:
         """Next-item loss at real positions only (tgt > 0), *summed* over positions: inp, tgt (B, L).
 
         Summed, not averaged per batch: with length-sorted batches a per-batch mean would give a
@@ -41,7 +42,9 @@ class SeqRec(nn.Module):
         h = self.hidden(inp, e)[mask]  # (M, d): never materialise logits for padding
         y = tgt[mask]  # (M,)
         if kind == "ce":  # full softmax over the catalogue (SASRec+, Klenitskiy & Vasilev 2023)
-            return full_softmax_ce(h, e[1:], y - 1, ce_chunk)  # padding is not a class
+            return full_softmax_ce(h, e[1:], y - 1, ce_chunk, getattr(torch, ce_dtype))  # padding is not a class
+        if kind == "sampled":  # softmax over the target and `negatives` uniformly sampled items
+            return sampled_softmax_ce(h, e[1:], y - 1, negatives)
         # Original SASRec: binary cross-entropy with one uniformly sampled negative per position.
         neg = torch.randint(1, self.n_items + 1, y.shape, device=y.device)
         pos_s = (h * e[y]).sum(-1)

@@ -45,7 +45,8 @@ class SeqRecModule(L.LightningModule):
     def training_step(self, batch, _):
         inp, tgt = batch
         # constant normaliser: every position weighs the same whatever its batch (see SeqRec.loss)
-        loss = self.model.loss(inp, tgt, self.train_cfg.loss, self.train_cfg.ce_chunk) / self.positions_per_batch
+        loss = self.model.loss(inp, tgt, self.train_cfg.loss, self.train_cfg.ce_chunk,
+                               self.train_cfg.negatives, self.train_cfg.ce_dtype) / self.positions_per_batch
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 

@@ -52,7 +52,8 @@ def test_stage_writes_lists_checkpoint_and_sid_metrics(tmp_path):
     assert {"test/prefix_hr@10/codes1", "test/prefix_hr@10/codes3", "best_epoch"} <= set(m)
     assert m["method"] == "synthetic" and m["tokenizer"] == "t" and m["vocab_size"] == meta["vocab_size"] + 4
     run = json.loads((tmp_path / "run.json").read_text())
-    assert (run["family"], run["representation"], run["tokenizer"], run["n_levels"]) == ("generators", "sid", "t", m["n_levels"])
+    assert (run["family"], run["representation"], run["tokenizer"]) == ("generators", "sid", "t")
+    assert run["n_levels"] == m["n_levels"] > 0
     assert (tmp_path / "model/model.ckpt").is_file()
 
 

@@ -55,7 +55,8 @@ def _check_outputs(tmp: Path, n: int, method: str) -> tuple[np.ndarray, dict, di
     for level in (1, 2):
         counts = usage[usage["level"] == level]["items"].to_numpy()
         assert counts.sum() == n and (np.diff(counts) <= 0).all()
-        assert np.array_equal(np.sort(counts), np.sort(np.bincount(codes[1:, level - 1])[np.bincount(codes[1:, level - 1]) > 0]))
+        per_code = np.bincount(codes[1:, level - 1])
+        assert np.array_equal(np.sort(counts), np.sort(per_code[per_code > 0]))
     return codes, meta, metrics
 
 
