@@ -17,17 +17,20 @@ setup: $(BIN)/.installed
 DVC := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc
 TARGETS := $(BIN)/python stages/targets.py
 LANES ?= 2
+# one run per lane: its training, then its evaluation; -s = never re-check the shared upstream (built first)
+LANE := xargs -P $(LANES) -I{} sh -c 'echo "$$(date +%T) start {}"; ($(DVC) repro -s train_{} && $(DVC) repro -s evaluate_{}) \
+	> "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "$$(date +%T) done {}" || { echo "FAILED {}: see logs/"; exit 255; }'
 
 core: setup
 	mkdir -p logs
 	$(DVC) repro parse preprocess $$($(TARGETS) upstream --core)
-	$(TARGETS) core | xargs -P $(LANES) -I{} sh -c '$(DVC) repro {} > "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "done {}" || { echo "FAILED {} (see logs/)"; exit 255; }'
+	$(TARGETS) core | $(LANE)
 	$(DVC) repro -s report
 
 study: setup
 	mkdir -p logs
 	$(DVC) repro parse preprocess $$($(TARGETS) upstream)
-	$(TARGETS) all | xargs -P $(LANES) -I{} sh -c '$(DVC) repro {} > "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "done {}" || { echo "FAILED {} (see logs/)"; exit 255; }'
+	$(TARGETS) all | $(LANE)
 	$(DVC) repro -s report
 
 repro: study

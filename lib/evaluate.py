@@ -173,7 +173,9 @@ def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], 
         frames.append(pd.DataFrame({
             "split": split, "user": t["user"].to_numpy(np.int32), "rank": stored_ranks(ranks),
             "target_cold": t["target_cold"].to_numpy(bool), "user_cold": t["user_cold"].to_numpy(bool),
-            "history_length": t["history_length"].to_numpy(np.int32)}))
+            "history_length": np.minimum(t["history_length"].to_numpy(), 32767).astype(np.int16)}))
     log.info("%s: test ndcg@10=%.4f hr@10=%.4f", label, flat.get("test/ndcg@10", float("nan")),
              flat.get("test/hr@10", float("nan")))
-    return RunEvaluation(flat, pd.concat(frames, ignore_index=True))
+    per_user = pd.concat(frames, ignore_index=True)
+    per_user["split"] = per_user["split"].astype(pd.CategoricalDtype(list(SPLITS)))  # small in the committed file
+    return RunEvaluation(flat, per_user)

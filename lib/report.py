@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,8 @@ class ReportConfig:
     n_bootstrap: int = 1000  # user resamples for the CI of the mean difference
     alpha: float = 0.05  # CI level 1 - alpha; Holm-adjusted p threshold
     seed: int = 0  # bootstrap resampling (the same resamples for every run: common random numbers)
+    # split type -> published figures on Beauty for orientation: [{model, hr@10, ndcg@10, source}, ...]
+    published: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.n_bootstrap < 1:
@@ -268,6 +271,14 @@ def plot_tables(runs: list[str], inp: ReportInputs, protocol: str, cfg: ReportCo
             "cold_warm": pd.DataFrame(cw, columns=["run", "slice", "metric", "value"]).assign(protocol=protocol)}
 
 
+def published_rows(runs: list[str], inp: ReportInputs, published: list[dict]) -> list[str]:
+    """Our runs next to published figures of the same protocol (other code and item text: not tested)."""
+    rows = [[f"`{r}` (this study)", inp.evals[r].get("test/hr@10"), inp.evals[r].get(KEY), "committed run"]
+            for r in sorted(runs, key=lambda r: -inp.evals[r][KEY])]
+    rows += [[p.get("model"), p.get("hr@10"), p.get("ndcg@10"), p.get("source")] for p in published]
+    return _table(["model", "HR@10 (= Recall@10)", "NDCG@10", "source"], rows)
+
+
 def protocol_section(protocol: str, runs: list[str], inp: ReportInputs, cfg: ReportConfig,
                      figures: dict[str, str]) -> tuple[list[str], dict]:
     """Markdown of one protocol and its JSON leaderboard entry."""
@@ -307,6 +318,10 @@ def protocol_section(protocol: str, runs: list[str], inp: ReportInputs, cfg: Rep
         *generator_rows(runs, inp), "",
         figures.get(f"val_curves_{protocol}", ""), "",
     ]
+    published = cfg.published.get(split.get("type"), [])
+    if published:
+        out += ["### Against published figures (same protocol on Beauty; other code and item text, not tested)", "",
+                *published_rows(runs, inp, published), ""]
     if comp:
         out += [f"### Paired tests vs `{base}`", "", *comparison_rows(comp), ""]
     entry = {"baseline": base, "alpha": cfg.alpha, "runs": {r: inp.evals[r] for r in runs}, "comparisons": comp}

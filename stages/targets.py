@@ -1,11 +1,12 @@
-"""The dvc targets of a set of runs, one per line, for `make core` / `make study` (read by no stage).
+"""The runs of a set, one `<family>@<run>` per line, for `make core` / `make study` (read by no stage).
 
     python stages/targets.py core     # the runs of params `study.core`
     python stages/targets.py all      # every run of params `runs`
     python stages/targets.py upstream # the shared stages those runs need (splits, embed, tokenizers)
 
-A run's target is its evaluation stage `evaluate_<family>@<run>`: `dvc repro` of it trains the run first.
-Listing them lets the Makefile run two runs side by side (one torch thread each).
+The Makefile builds the upstream stages once, then runs `dvc repro -s train_<family>@<run>` and
+`dvc repro -s evaluate_<family>@<run>` for each run, two runs side by side (one torch thread each):
+with `-s` the two lanes never both check (and lock) the shared upstream stages.
 """
 import argparse
 from pathlib import Path
@@ -28,7 +29,7 @@ def main() -> None:
     chosen = core if args.which == "core" or args.core else sorted(family_of)
     if args.which != "upstream":
         slow_first = sorted(chosen, key=lambda r: family_of[r] != "generators")  # the longest lane starts first
-        print("\n".join(f"evaluate_{family_of[r]}@{r}" for r in slow_first))
+        print("\n".join(f"{family_of[r]}@{r}" for r in slow_first))
         return
     entries = [params["runs"][family_of[r]][r] for r in chosen]
     tokenizers = sorted({e["tokenizer"] for e in entries if e.get("tokenizer")})

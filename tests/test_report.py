@@ -37,6 +37,9 @@ PARAMS = """report:
   n_bootstrap: 200
   alpha: 0.05
   seed: 0
+  published:
+    leave_one_out:
+      - {model: Paper X, hr@10: 0.0648, ndcg@10: 0.0384, source: "Someone 2023"}
 """
 # name -> run.json fields (family, backbone, representation, tokenizer, protocol, n_levels)
 RUNS = {
@@ -468,3 +471,10 @@ def test_markdown_does_not_depend_on_the_hash_seed(study, tmp_path):
             for seed in ("0", "1", "2")}  # 0 and 1 order the tied pair differently without a tie-break
     assert len(outs) == 1
     assert render(inp, ReportConfig(n_bootstrap=50), {}).markdown in outs
+
+
+def test_published_figures_only_under_their_protocol(study):
+    md = (study[0] / "reports/RESULTS.md").read_text()
+    gts, loo = md.split("## Protocol `loo`")[0], md.split("## Protocol `loo`")[1]
+    assert "Paper X" not in gts and "| Paper X | 0.0648 | 0.0384 | Someone 2023 |" in loo
+    assert "Against published figures" in loo and "(this study)" in loo
