@@ -24,8 +24,14 @@ def main() -> int:
         print(p.stderr, file=sys.stderr)
         return 2
     status = json.loads(p.stdout or "{}")
+    stages = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.split()
+    lock = (ROOT / "dvc.lock").read_text() if (ROOT / "dvc.lock").exists() else ""
+    unlocked = [s for s in stages if f"\n  {s}:" not in lock]  # no recipe recorded: nothing to invalidate
     invalid, missing = {}, []
     for stage, changes in status.items():
+        if stage in unlocked:
+            continue
         bad = []
         for change in changes:
             if isinstance(change, str):  # e.g. "changed command", "always changed"
@@ -39,11 +45,7 @@ def main() -> int:
             invalid[stage] = bad
         else:
             missing.append(stage)
-    stages = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.split()
-    lock = (ROOT / "dvc.lock").read_text() if (ROOT / "dvc.lock").exists() else ""
-    unlocked = [s for s in stages if f"\n  {s}:" not in lock]
-    print(f"{len(stages)} stages: {len(stages) - len(status)} up to date, {len(missing)} only missing outputs "
+    print(f"{len(stages)} stages: {len(set(stages) - set(status))} up to date, {len(missing)} only missing outputs "
           f"or upstream outputs, {len(invalid)} invalidated, {len(unlocked)} never run (no dvc.lock entry)")
     for stage, bad in invalid.items():
         print(f"  INVALIDATED {stage}: " + "; ".join(bad))

@@ -197,9 +197,15 @@ def summary(runs: list[str], base: str | None, inp: ReportInputs, comp: dict) ->
 
 
 def representation_grid(runs: list[str], inp: ReportInputs) -> list[str]:
-    """Representation x backbone of the ranker families, NDCG@10 and cold HR@10 on test."""
-    rankers = [r for r in runs if inp.runs[r]["family"] != "generators"]
-    cell = {(inp.runs[r]["representation"], inp.runs[r]["backbone"]): r for r in rankers}
+    """Representation x backbone of the ranker families, NDCG@10 and cold HR@10 on test.
+
+    A cell shows the run with the section's own params (no `set` overrides); variants of it (another
+    loss, seed, ...) are in the leaderboard only. Without such a run, the first by name.
+    """
+    cell: dict[tuple[str, str], str] = {}
+    for r in sorted(runs, key=lambda r: (bool(inp.runs[r].get("overrides")), r), reverse=True):  # best last
+        if inp.runs[r]["family"] != "generators":
+            cell[(inp.runs[r]["representation"], inp.runs[r]["backbone"])] = r
     backbones = sorted({b for _, b in cell})
     # ties by name: a set's order follows the per-process hash seed, and the report must not change with it
     reps = sorted({rep for rep, _ in cell},

@@ -200,7 +200,8 @@ def test_stage_meta_is_independent_of_the_model_location(tmp_path, monkeypatch, 
     assert meta["source"] == "name:fake" and meta["model"] == "fake" and "path" not in meta
     assert meta["round_decimals"] == 5 and meta["n_items"] == len(items)
     assert (outputs[0] / "embeddings.npy").read_bytes() == (outputs[1] / "embeddings.npy").read_bytes()
-    assert pinned == [1, 1] and json.loads((outputs[0] / "m.json").read_text())["torch_threads"] == 1
+    n = stage.TORCH_THREADS
+    assert pinned == [n, n] and json.loads((outputs[0] / "m.json").read_text())["torch_threads"] == n
 
 
 def test_pin_threads_sets_one_intra_and_inter_op_thread():

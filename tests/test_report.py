@@ -478,3 +478,14 @@ def test_published_figures_only_under_their_protocol(study):
     gts, loo = md.split("## Protocol `loo`")[0], md.split("## Protocol `loo`")[1]
     assert "Paper X" not in gts and "| Paper X | 0.0648 | 0.0384 | Someone 2023 |" in loo
     assert "Against published figures" in loo and "(this study)" in loo
+
+
+def test_grid_cell_shows_the_run_without_overrides():
+    from lib.report import representation_grid
+    runs = {"a_variant": {"family": "rankers", "backbone": "sasrec", "representation": "id", "overrides": {"x": 1}},
+            "b_plain": {"family": "rankers", "backbone": "sasrec", "representation": "id", "overrides": {}},
+            "c_variant": {"family": "rankers", "backbone": "sasrec", "representation": "id", "overrides": {"y": 2}}}
+    evals = {"a_variant": {"test/ndcg@10": 0.3}, "b_plain": {"test/ndcg@10": 0.1}, "c_variant": {"test/ndcg@10": 0.2}}
+    inp = ReportInputs(runs=runs, evals=evals, per_user={})
+    rows = [line for line in representation_grid(list(runs), inp) if line.startswith("| id ")]
+    assert rows == ["| id | 0.1000 | – |"]

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.models.losses import full_softmax_ce
+from lib.models.losses import full_softmax_ce, sampled_softmax_ce
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 0])
@@ -24,3 +24,36 @@ def test_chunked_ce_passes_gradcheck():
     e = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 6, (9,))
     assert torch.autograd.gradcheck(lambda a, b: full_softmax_ce(a, b, y, 4), (h, e))
+
+
+def test_bfloat16_matmuls_stay_close_to_the_exact_loss():
+    """ce_dtype bfloat16: logits from bfloat16 matmuls, float32 softmax and sums; value and gradients near exact."""
+    torch.manual_seed(1)
+    h, e, y = torch.randn(300, 16), torch.randn(501, 16) * 0.3, torch.randint(0, 501, (300,))
+    grads = []
+    for dtype in (torch.float32, torch.bfloat16):
+        hh, ee = h.clone().requires_grad_(), e.clone().requires_grad_()
+        loss = full_softmax_ce(hh, ee, y, 64, dtype)
+        loss.backward()
+        grads.append((loss.detach(), hh.grad, ee.grad))
+        assert loss.dtype == hh.grad.dtype == ee.grad.dtype == torch.float32
+    (l32, gh32, ge32), (l16, gh16, ge16) = grads
+    assert abs(l16 - l32) / l32 < 1e-3
+    assert (gh16 - gh32).norm() / gh32.norm() < 2e-2 and (ge16 - ge32).norm() / ge32.norm() < 2e-2
+    assert not torch.equal(gh16, gh32)  # the low-precision path is really taken
+
+
+def test_sampled_softmax_matches_a_loop_over_positions():
+    """Each position: -log softmax of its target among [target] + the shared negatives that are not its target."""
+    torch.manual_seed(2)
+    h, e, y = torch.randn(40, 8), torch.randn(30, 8), torch.randint(0, 30, (40,))
+    torch.manual_seed(3)
+    got = sampled_softmax_ce(h, e, y, 12)
+    torch.manual_seed(3)
+    neg = torch.randint(0, 30, (12,))  # the same draw as inside
+    want = 0.0
+    for i in range(40):
+        others = [int(n) for n in neg if int(n) != int(y[i])]  # accidental hits are masked
+        logits = torch.stack([h[i] @ e[y[i]]] + [h[i] @ e[n] for n in others])
+        want += float(torch.logsumexp(logits, 0) - logits[0])
+    assert abs(float(got) - want) < 1e-4 * max(1.0, abs(want))
