@@ -67,6 +67,32 @@ def random_interactions(seed: int = 0, n_users: int = 80, n_items: int = 40, min
     return pd.DataFrame(rows, columns=["user", "item", "timestamp"]).astype(np.int64)
 
 
+def eval_rows(seed: int, n_users: int, first_user: int = 0, n_items: int = 50) -> pd.DataFrame:
+    """Evaluation rows as the split writes them (EVAL_COLUMNS); targets never in the history; the items
+    above n_items - 5 are the cold ones; every fourth user is cold."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(first_user, first_user + n_users):
+        n = int(rng.integers(1, 26))
+        items = rng.choice(np.arange(1, n_items + 1), size=n + 1, replace=False)
+        rows.append((u, items[:-1].tolist(), int(items[-1]), 1000 + u, n, bool(items[-1] > n_items - 5),
+                     bool(u % 4 == 0)))
+    cols = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def ranked_lists(truth: pd.DataFrame, seed: int, p_first: float, n_items: int = 50) -> pd.DataFrame:
+    """Unfiltered full-catalogue rankings (user, items); with probability p_first the target is put first."""
+    rng = np.random.default_rng(seed)
+    lists = []
+    for target in truth["target"]:
+        order = rng.permutation(np.arange(1, n_items + 1))
+        if rng.random() < p_first:
+            order = np.r_[target, order[order != target]]
+        lists.append(order.astype(np.int64))
+    return pd.DataFrame({"user": truth["user"].to_numpy(), "items": lists})
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -13,33 +13,18 @@ import pytest
 from lib.config import ConfigError, from_dict
 from lib.evaluate import EvaluateConfig, align, evaluate_run, loaded_ranks, slices, stored_ranks
 from lib.metrics import per_user_metrics
+from tests.conftest import eval_rows, ranked_lists
 
 STAGES = Path(__file__).resolve().parent.parent / "stages"
 N_ITEMS = 50
 
 
 def _truth(seed: int, n_users: int = 150) -> pd.DataFrame:
-    """Evaluation rows as the split writes them; targets never in the history, items 46..50 cold."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        n = int(rng.integers(1, 26))
-        items = rng.choice(np.arange(1, N_ITEMS + 1), size=n + 1, replace=False)
-        rows.append((u, items[:-1].tolist(), int(items[-1]), 1000 + u, n, bool(items[-1] > 45), bool(u % 4 == 0)))
-    cols = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
-    return pd.DataFrame(rows, columns=cols)
+    return eval_rows(seed, n_users, n_items=N_ITEMS)
 
 
 def _recs(truth: pd.DataFrame, seed: int, p_first: float) -> pd.DataFrame:
-    """Unfiltered full-catalogue rankings; with probability p_first the target is put first."""
-    rng = np.random.default_rng(seed)
-    lists = []
-    for target in truth["target"]:
-        order = rng.permutation(np.arange(1, N_ITEMS + 1))
-        if rng.random() < p_first:
-            order = np.r_[target, order[order != target]]
-        lists.append(order.astype(np.int64))
-    return pd.DataFrame({"user": truth["user"].to_numpy(), "items": lists})
+    return ranked_lists(truth, seed, p_first, N_ITEMS)
 
 
 def test_config_defaults_and_errors():

@@ -24,6 +24,7 @@ import pytest
 from lib.evaluate import EvaluateConfig, evaluate_run, loaded_ranks
 from lib.report import FAMILY_ORDER, ReportConfig, ReportInputs, render
 from lib.significance import holm
+from tests.conftest import eval_rows, ranked_lists
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ROOT / "stages"
@@ -55,27 +56,11 @@ PROMOTED, DEMOTED = 24, 2  # content_plus_id = baseline + 24 misses put first; g
 
 
 def _truth(seed: int, n_users: int, first_user: int = 0) -> pd.DataFrame:
-    """Evaluation rows as the split writes them; targets never in the history, items 46..50 cold."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(first_user, first_user + n_users):
-        n = int(rng.integers(1, 26))
-        items = rng.choice(np.arange(1, N_ITEMS + 1), size=n + 1, replace=False)
-        rows.append((u, items[:-1].tolist(), int(items[-1]), 1000 + u, n, bool(items[-1] > 45), bool(u % 4 == 0)))
-    cols = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
-    return pd.DataFrame(rows, columns=cols)
+    return eval_rows(seed, n_users, first_user, N_ITEMS)
 
 
 def _recs(truth: pd.DataFrame, seed: int, p_first: float) -> pd.DataFrame:
-    """Unfiltered full-catalogue rankings; with probability p_first the target is put first."""
-    rng = np.random.default_rng(seed)
-    lists = []
-    for target in truth["target"]:
-        order = rng.permutation(np.arange(1, N_ITEMS + 1))
-        if rng.random() < p_first:
-            order = np.r_[target, order[order != target]]
-        lists.append(order.astype(np.int64))
-    return pd.DataFrame({"user": truth["user"].to_numpy(), "items": lists})
+    return ranked_lists(truth, seed, p_first, N_ITEMS)
 
 
 def _move(recs: pd.DataFrame, truth: pd.DataFrame, rows: np.ndarray, first: bool) -> pd.DataFrame:
