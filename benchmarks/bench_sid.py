@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1, help="training epochs to time (0 = skip)")
     p.add_argument("--users", type=int, default=0, help="test users to decode (0 = all)")
     p.add_argument("--checkpoint", type=Path, default=None)
-    p.add_argument("--precision", default="32-true", help="training precision, as gpt2_sid.train.precision")
+    p.add_argument("--precision", default=None, help="override gpt2_sid.train.precision (training and decoding)")
     p.add_argument("--codes-dir", type=Path, default=ROOT / "data/tokenizers/rqvae")
     args = p.parse_args()
 
@@ -40,12 +40,15 @@ def main() -> None:
     from lib.models.data import LengthBucketSampler
     from lib.sid.config import GPT2SidConfig
     from lib.sid.data import SidSequenceDataset, user_sequences
-    from lib.sid.recommend import invalid_rate, recommend
+    from lib.sid.recommend import autocast, invalid_rate, recommend
     from lib.sid.training import VOCAB_KEYS, SidModule
     from lib.sid.trie import SidTrie
     from lib.sid.vocab import SidVocab
 
-    cfg = from_dict(GPT2SidConfig, yaml.safe_load((ROOT / "params.yaml").read_text())["gpt2_sid"], "gpt2_sid")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())["gpt2_sid"]
+    if args.precision:
+        raw["train"]["precision"] = args.precision
+    cfg = from_dict(GPT2SidConfig, raw, "gpt2_sid")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     meta = read_json(args.codes_dir / "meta.json")
@@ -62,7 +65,8 @@ def main() -> None:
         module = SidModule({k: meta[k] for k in VOCAB_KEYS}, cfg.model.__dict__, cfg.train.__dict__,
                            cfg.decode.__dict__, cfg.top_k)
     model = module.model
-    out = {"threads": torch.get_num_threads(), "vocab_size": vocab.vocab_size, "n_levels": vocab.n_levels}
+    out = {"threads": torch.get_num_threads(), "precision": cfg.train.precision, "vocab_size": vocab.vocab_size,
+           "n_levels": vocab.n_levels}
     if args.epochs:
         users, seqs = user_sequences(pd.read_parquet(split / "train.parquet"), cfg.model.max_len)
         ds = SidSequenceDataset(users, seqs, vocab, trie.node_of)
@@ -75,7 +79,7 @@ def main() -> None:
             t = time.perf_counter()
             for inp, tgt, col, node in loader:
                 opt.zero_grad()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed"):
+                with autocast(cfg, "cpu"):
                     loss = model.loss(inp, tgt, col, node, trie.children)
                 loss.backward()
                 opt.step()

@@ -42,6 +42,9 @@ class SidTrainConfig:
     devices: int = 1  # GPUs (DDP when > 1)
     num_workers: int = 0
     threads: int = 0  # CPU threads for torch; 0 = torch's default
+    # bf16-mixed: bfloat16 autocast in training and in every decoding (validation and test alike);
+    # 32-true: float32 throughout
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:

@@ -25,6 +25,12 @@ from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab
 
 
+def autocast(cfg: GPT2SidConfig, device: torch.device | str):
+    """The generator's numerical mode (train.precision) for a forward pass on `device`."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=cfg.train.precision == "bf16-mixed")
+
+
 def prompt(vocab: SidVocab, user: int, history, max_len: int, tokens: np.ndarray) -> np.ndarray:
     return vocab.sequence(np.asarray(history, dtype=np.int64)[-max_len:], user, tokens)
 
@@ -88,7 +94,8 @@ def decode_users(model: SidGPT2, vocab: SidVocab, trie: SidTrie, users: np.ndarr
         if cfg.decode.exclude_seen:
             hist = [histories[i] for i in rows]
             ex = [trie.exhausted(hist, d).to(device) for d in range(1, vocab.n_levels + 1)]
-        items, scores, c = beam_search(model, x, trie, offsets, width, ex)
+        with autocast(cfg, device):
+            items, scores, c = beam_search(model, x, trie, offsets, width, ex)
         items, c = items.cpu().numpy(), c.cpu().numpy()
         for j, i in enumerate(rows):
             ok = items[j] > 0

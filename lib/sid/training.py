@@ -22,7 +22,7 @@ from lib.sid.beam import length_batches
 from lib.sid.config import DecodeConfig, GPT2SidConfig, SidModelConfig, SidTrainConfig
 from lib.sid.data import SidSequenceDataset, user_sequences
 from lib.sid.model import SidGPT2
-from lib.sid.recommend import decode_users
+from lib.sid.recommend import autocast, decode_users
 from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab, column_masks
 from lib.trainer import VAL_METRIC, fit_early_stopping
@@ -59,7 +59,8 @@ class SidModule(L.LightningModule):
     def training_step(self, batch, _):
         inp, tgt, col, node = batch
         children = self.trie.children if self.model.cfg.trie_softmax else None
-        loss = self.model.loss(inp, tgt, col, node, children) / self.targets_per_batch  # constant, as SeqRec
+        with autocast(self.cfg, self.device):  # decode_users applies the same mode to validation and test
+            loss = self.model.loss(inp, tgt, col, node, children) / self.targets_per_batch  # constant, as SeqRec
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 

@@ -193,3 +193,33 @@ def test_mix_cold_puts_prefix_matched_cold_items_at_every_nth_rank(sid_world):
     # seen cold items are skipped; when candidates run out the beams fill in
     out = mix_cold(beams, history=[4, 5, 6, 10, 11, 12], index=index, codes=codes, prefix=2, every=2, length=5)
     assert out.tolist() == [1, 7, 2, 3, 8]
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_precision_applies_to_training_and_every_decoding(tmp_path, sid_world, monkeypatch, precision):
+    """train.precision: bfloat16 autocast in the loss and in validation/test beam search alike, or nowhere."""
+    import lib.sid.recommend as rec
+    seen = {"train": set(), "decode": set()}
+    loss, search = SidGPT2.loss, rec.beam_search
+
+    def spy_loss(self, *a, **k):
+        seen["train"].add(torch.is_autocast_enabled("cpu"))
+        return loss(self, *a, **k)
+
+    def spy_search(*a, **k):
+        seen["decode"].add(torch.is_autocast_enabled("cpu"))
+        return search(*a, **k)
+
+    monkeypatch.setattr(SidGPT2, "loss", spy_loss)
+    monkeypatch.setattr(rec, "beam_search", spy_search)
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    train, val = cycle_split()
+    cfg = config(precision=precision)
+    module, facts = fit(cfg, v, meta, train, val, str(tmp_path / "ck"), progress=False)
+    recs, _ = recommend(module.model, v, module.trie, val, cfg, progress=False)
+    on = precision == "bf16-mixed"
+    assert seen == {"train": {on}, "decode": {on}}
+    assert facts["best_val_ndcg@10"] > 0.9  # the successor rule is learnt in either mode
+    for items, h in zip(recs["items"], val["history"], strict=True):
+        assert len(set(items)) == 10 and not set(items) & set(h)
