@@ -146,27 +146,6 @@ def slices(per_user: pd.DataFrame, length_buckets) -> dict[str, np.ndarray]:
     return out
 
 
-def cold_pools(n_items: int, fit_items: np.ndarray, names, interactions: pd.DataFrame | None = None,
-               t_test: int | None = None) -> dict[str, np.ndarray]:
-    """Pool name -> (N+1,) bool membership (index 0 is PAD, in no pool); see the module docstring.
-
-    fit_items: the items of the model's training data. `known_at_test` needs the interactions
-    (item, timestamp) and T_test; a split without T_test (leave-one-out) has no such pool.
-    """
-    untrained = np.ones(n_items + 1, dtype=bool)
-    untrained[0] = False
-    untrained[np.asarray(fit_items, dtype=np.int64)] = False
-    out = {}
-    for name in names:
-        if name == "untrained":
-            out[name] = untrained
-        elif name == "known_at_test" and t_test is not None and interactions is not None:
-            known = np.zeros(n_items + 1, dtype=bool)
-            known[interactions.loc[interactions["timestamp"] <= t_test, "item"].to_numpy(np.int64)] = True
-            out[name] = untrained & known
-    return out
-
-
 def cold_control(top: np.ndarray, histories, targets: np.ndarray, pool: np.ndarray, ks) -> dict[str, np.ndarray]:
     """The random cold-slot control of one list per user, as exact expectations.
 

@@ -8,7 +8,8 @@ re-rendered from git alone.
 import pandas as pd
 
 from _common import load_section, setup_logging, stage_args
-from lib.evaluate import SPLITS, EvaluateConfig, cold_pools, evaluate_run
+from lib.cold import cold_pools
+from lib.evaluate import SPLITS, EvaluateConfig, evaluate_run
 from lib.io import read_json, write_json, write_parquet
 
 

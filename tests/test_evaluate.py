@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.cold import cold_pools
 from lib.config import ConfigError, from_dict
 from lib.evaluate import (
     EvaluateConfig,
     align,
     cold_control,
-    cold_pools,
     evaluate_run,
     loaded_ranks,
     slices,
