@@ -13,9 +13,7 @@ Cold-start control: a list's cold slots (ranks holding an item of a cold pool) w
 targets by chance alone: 2 cold slots among 300 cold items give HR@10 ~ 2/300 on cold targets. For
 every pool the evaluator reports the expected metrics of the control that fills the same slots with
 random pool items the user has not seen (`cold_control`, exact expectations, no sampling), so the
-report states lift over chance. Pools: `untrained` = no interaction in the model's training data
-(the cold-target definition); `known_at_test` = of those, items with an interaction at or before
-T_test, the ones a system could know when the test period starts (temporal splits only).
+report states lift over chance. The pools (`untrained`, `known_at_test`) are defined in lib/cold.py.
 """
 from __future__ import annotations
 

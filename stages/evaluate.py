@@ -17,7 +17,6 @@ def main(argv: list[str] | None = None) -> None:
     args = stage_args(__doc__, {
         "run-info": "the run's run.json (written by its training stage)",
         "split-dir": "the run's protocol: val/test ground truth, the training data and split.json (cold pools)",
-        "interactions": "encoded interactions parquet (the `known_at_test` cold pool)",
         "items": "item table parquet (catalogue size for coverage)",
         "recs-dir": "the run's recommendations: val.parquet and test.parquet",
         "metrics": "output: the run's metrics JSON",
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     for path in [args.run_info, *(args.recs_dir / f"{s}.parquet" for s in SPLITS),
                  *(args.split_dir / f"{s}.parquet" for s in (*SPLITS, "train", "train_full")),
-                 args.split_dir / "split.json", args.interactions]:
+                 args.split_dir / "split.json"]:
         if not path.is_file():
             raise SystemExit(f"error: input not found: {path}")
     run = read_json(args.run_info)
@@ -35,10 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     recs = {s: pd.read_parquet(args.recs_dir / f"{s}.parquet") for s in SPLITS}
     items = pd.read_parquet(args.items, columns=["item"])
     info = read_json(args.split_dir / "split.json")  # the model was fit on train, or train_full under refit
-    fit = pd.read_parquet(args.split_dir / ("train_full.parquet" if info.get("retrain_on_validation") else
-                                            "train.parquet"), columns=["item"])
-    pools = cold_pools(len(items), fit["item"].unique(), cfg.cold_pools,
-                       pd.read_parquet(args.interactions, columns=["item", "timestamp"]), info.get("t_test"))
+    part = pd.read_parquet(args.split_dir / "train_full.parquet", columns=["item"])["item"].unique()
+    fit = part if info.get("retrain_on_validation") else \
+        pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].unique()
+    pools = cold_pools(len(items), fit, cfg.cold_pools, known_items=part)
     try:
         ev = evaluate_run(truth, recs, items, cfg, label=f"run {run.get('name')!r} ({args.recs_dir})", pools=pools)
     except ValueError as e:

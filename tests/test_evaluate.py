@@ -126,13 +126,12 @@ def workspace(tmp_path):
         truth.to_parquet(tmp_path / "split" / f"{split}.parquet")
         _recs(truth, seed + 10, 0.5).to_parquet(tmp_path / "recs" / f"{split}.parquet")
     pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}).to_parquet(tmp_path / "items.parquet")
-    # training data without items 1-5: they are the `untrained` pool; 1-3 have an interaction before T_test
+    # training data without items 1-5: they are the `untrained` pool; 1-3 are in the training part (validation)
     train = pd.DataFrame({"user": 0, "item": np.arange(6, N_ITEMS + 1), "timestamp": 1})
     train.to_parquet(tmp_path / "split/train.parquet")
-    train.to_parquet(tmp_path / "split/train_full.parquet")
+    pd.concat([train, pd.DataFrame({"user": 1, "item": [1, 2, 3], "timestamp": 5})]) \
+        .to_parquet(tmp_path / "split/train_full.parquet")
     (tmp_path / "split/split.json").write_text(json.dumps({"t_test": 10, "retrain_on_validation": False}))
-    pd.concat([train, pd.DataFrame({"user": 1, "item": [1, 2, 3, 4, 5], "timestamp": [5, 9, 10, 11, 12]})]) \
-        .to_parquet(tmp_path / "interactions.parquet")
     (tmp_path / "params.yaml").write_text("evaluate:\n  ks: [5, 10, 20]\n")
     (tmp_path / "results/r/run.json").write_text(json.dumps({"name": "r", "protocol": "gts"}))
     return tmp_path
@@ -140,8 +139,7 @@ def workspace(tmp_path):
 
 def _argv(root: Path) -> list[str]:
     return ["--run-info", str(root / "results/r/run.json"), "--split-dir", str(root / "split"),
-            "--items", str(root / "items.parquet"), "--interactions", str(root / "interactions.parquet"),
-            "--recs-dir", str(root / "recs"),
+            "--items", str(root / "items.parquet"), "--recs-dir", str(root / "recs"),
             "--metrics", str(root / "metrics/eval/r.json"), "--per-user", str(root / "results/r/ranks.parquet"),
             "--params", str(root / "params.yaml")]
 
@@ -212,14 +210,14 @@ def test_cold_control_matches_random_refills():
 
 
 def test_cold_pools_and_control_metrics_in_the_run_evaluation():
-    inter = pd.DataFrame({"item": [1, 2, 3, 9], "timestamp": [1, 2, 3, 50]})
-    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), inter, t_test=10)
+    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), known_items=np.array([1, 2, 3]))
     assert np.flatnonzero(pools["untrained"]).tolist() == list(range(4, 11))
-    assert np.flatnonzero(pools["known_at_test"]).tolist() == []  # 9 is first seen after T_test
-    inter.loc[3, "timestamp"] = 5
-    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), inter, t_test=10)
+    assert np.flatnonzero(pools["known_at_test"]).tolist() == []  # nothing new in the training part
+    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), known_items=np.array([1, 2, 3, 9]))
     assert np.flatnonzero(pools["known_at_test"]).tolist() == [9]
-    assert set(cold_pools(10, np.array([1]), ("untrained", "known_at_test"))) == {"untrained"}  # no T_test
+    assert set(cold_pools(10, np.array([1]), ("untrained", "known_at_test"))) == {"untrained"}
+    with pytest.raises(ValueError, match="unknown cold pool 'new'"):
+        cold_pools(10, np.array([1]), ("new",))
     truth = pd.DataFrame({"user": [0, 1], "history": [[1], [2]], "target": [9, 3], "target_timestamp": [0, 0],
                           "history_length": [1, 1], "target_cold": [True, False], "user_cold": [False, False]})
     recs = {s: pd.DataFrame({"user": [0, 1], "items": [[4, 9, 2], [3, 5, 6]]}) for s in ("val", "test")}
