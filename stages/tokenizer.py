@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     args = stage_args(__doc__, {
         "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
         "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
-        "split-dir": "split directory: train.parquet gives the fit items (fit_items=train)",
+        "split-dir": "split directory: train.parquet (train_full.parquet under refit) gives the fit items",
         "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
         "metrics": "output: metrics JSON",
         "plots-dir": "output: dvclive curves (rqvae: per epoch; rqkmeans: per level)",
@@ -43,7 +43,10 @@ def main(argv=None) -> None:
         emb_meta = read_json(args.embed_meta)
         emb = np.load(args.embeddings)
         check_embeddings(emb, emb_meta["n_items"], emb_meta.get("dim"))
-        train_items = (pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].to_numpy()
+        # the models' training data: train, or train + validation period when they are refit on it
+        refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
+        fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
+        train_items = (pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy()
                        if cfg.fit_items == "train" else None)
         fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items)
     except (OSError, ValueError, KeyError) as e:

@@ -6,6 +6,7 @@ codes.npy + meta.json); ID runs read neither, so dvc.yaml gives them neither as 
 """
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,15 +70,18 @@ def main() -> None:
     logger = DVCLiveLogger(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
     best, facts = fit(spec.backbone, rep, cfg, train, val, n_items, features, str(ckpt_tmp), logger=logger)
-    if split_info.get("retrain_on_validation", False):  # final model: train + validation period, epochs from val
+    final = best  # validation lists always come from the model chosen on validation
+    if split_info.get("retrain_on_validation", False):  # test lists: train + validation period, epochs from val
         train = pd.read_parquet(args.split_dir / "train_full.parquet")
         features = dataclasses.replace(features, warm=warm_items(train, n_items))
-        best = refit(spec.backbone, rep, cfg, train, n_items, features, facts["best_epoch"])
-        best.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
-        facts["retrained_on_validation_epochs"] = facts["best_epoch"]
+        t0 = time.perf_counter()
+        final = refit(spec.backbone, rep, cfg, train, n_items, features, facts["best_epoch"])
+        final.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
+        facts |= {"retrained_on_validation_epochs": facts["best_epoch"],
+                  "refit_seconds": round(time.perf_counter() - t0, 1)}
     device = torch_device(cfg.train.device)
-    for split_name, rows in (("val", val), ("test", test)):
-        write_parquet(recommend(best.model, rows, cfg.top_k, device=device), args.recs_dir / f"{split_name}.parquet")
+    for split_name, rows, m in (("val", val, best), ("test", test, final)):
+        write_parquet(recommend(m.model, rows, cfg.top_k, device=device), args.recs_dir / f"{split_name}.parquet")
     publish_checkpoint(ckpt_tmp, args.model_dir)
     zeroed = int((~features.warm[1:]).sum()) if rep in FUSION_KINDS and cfg.model.zero_cold_ids else 0
     write_json({"model": args.run, **facts, "zeroed_id_rows": zeroed, "peak_memory_mb": peak_memory_mb(device)},

@@ -18,12 +18,16 @@ from tests.tokenizers.conftest import TINY, clusters
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, **params) -> list[str]:
+def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, refit: bool = False,
+                  **params) -> list[str]:
     np.save(tmp / "emb.npy", emb)
     (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
     (tmp / "split").mkdir(exist_ok=True)
-    train_items = np.arange(1, n_items - 9)  # the last 10 items are cold
+    train_items = np.arange(1, n_items - 9)  # the last 10 items are cold; 5 of them are in the validation period
     pd.DataFrame({"user": 0, "item": train_items, "timestamp": 0}).to_parquet(tmp / "split/train.parquet")
+    pd.DataFrame({"user": 0, "item": np.arange(1, n_items - 4), "timestamp": 0}).to_parquet(
+        tmp / "split/train_full.parquet")
+    (tmp / "split/split.json").write_text(json.dumps({"retrain_on_validation": refit}))
     (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32], **params},
                                                      "tokenizers": {"t": entry or {"protocol": "gts"}}}))
     return [sys.executable, str(ROOT / "stages/tokenizer.py"), "--name", "t", "--embeddings", str(tmp / "emb.npy"),
@@ -86,6 +90,16 @@ def test_stage_runs_every_method(tmp_path, method, fit_count, extra):
     assert "recon_mse" not in metrics
     state = torch.load(tmp_path / "out/model.pt", weights_only=False)
     assert state["config"]["method"] == method
+
+
+def test_refit_split_fits_on_the_training_part(tmp_path):
+    """Under a refit protocol the models train on train_full, so the tokenizer is fit on its items."""
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    p = _run(_stage_inputs(tmp_path, emb, n, refit=True, method="rqkmeans"), tmp_path)
+    assert p.returncode == 0, p.stderr
+    _, meta, _ = _check_outputs(tmp_path, n, "rqkmeans")
+    assert meta["fit_item_count"] == n - 5  # not n - 10: train.parquet's items
 
 
 def test_stage_rejects_misaligned_embeddings(tmp_path):
