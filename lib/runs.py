@@ -116,6 +116,13 @@ def load_table_entry(params: dict, table: str, name: str, section: str, cls: typ
     return spec, from_dict(cls, apply_overrides(params.get(section), overrides, where, cls), section)
 
 
+def check_codes_protocol(meta: dict, protocol: str, where) -> None:
+    """A run may read only codes fit under its own protocol: another split's training items would leak
+    (leave-one-out codes know items that are test targets under the temporal split, and vice versa)."""
+    if meta.get("protocol", protocol) != protocol:
+        raise ValueError(f"{where} was fit under protocol {meta['protocol']!r}, the run uses {protocol!r}")
+
+
 def section_of(family: str, spec: RunSpec) -> str:
     """The params section a run starts from: the generator's own, else its backbone's."""
     return "gpt2_sid" if family == "generators" else spec.backbone

@@ -11,7 +11,7 @@ import pandas as pd
 from _common import checked, setup_logging, stage_args
 from lib.cold import cold_pools
 from lib.io import read_json, write_json, write_parquet
-from lib.runs import load_run, run_info
+from lib.runs import check_codes_protocol, load_run, run_info
 from lib.sid.config import GPT2SidConfig
 from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
 from lib.sid.training import fit, refit
@@ -32,13 +32,11 @@ def main() -> None:
     spec, cfg = checked(args.params, lambda prm: load_run(prm, "generators", args.run, GPT2SidConfig))
     setup_logging()
     meta = read_json(args.codes_dir / "meta.json")
-    if meta.get("protocol", spec.protocol) != spec.protocol:  # codes fit on another split's items would leak
-        raise SystemExit(f"error: {args.codes_dir} was fit under protocol {meta['protocol']!r}, "
-                         f"the run uses {spec.protocol!r}")
     codes_path = args.codes_dir / "codes.npy"
     if not codes_path.is_file():
         raise SystemExit(f"error: codes file not found: {codes_path}")
     try:
+        check_codes_protocol(meta, spec.protocol, args.codes_dir)
         vocab = SidVocab.from_meta(np.load(codes_path), meta, cfg.model.user_buckets)
     except (KeyError, ValueError) as e:
         raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None

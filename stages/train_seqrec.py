@@ -18,7 +18,7 @@ from lib.models.config import SeqRecConfig
 from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, FUSION_KINDS, ItemFeatures
 from lib.models.recommend import recommend
 from lib.models.training import fit, refit
-from lib.runs import FAMILIES, load_run, run_info
+from lib.runs import FAMILIES, check_codes_protocol, load_run, run_info
 from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
 
 
@@ -28,8 +28,10 @@ def semantic_codes(codes_dir: Path, protocol: str) -> np.ndarray:
     if not path.is_file():
         raise SystemExit(f"error: codes file not found: {path}")
     meta = read_json(codes_dir / "meta.json")
-    if meta.get("protocol", protocol) != protocol:  # codes fit on another split's training items would leak
-        raise SystemExit(f"error: {codes_dir} was fit under protocol {meta['protocol']!r}, the run uses {protocol!r}")
+    try:
+        check_codes_protocol(meta, protocol, codes_dir)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     return np.load(path)[:, :meta["levels"]]
 
 

@@ -276,3 +276,11 @@ def test_real_study_core_and_report_baseline_exist():
         assert any(s.backbone == base["backbone"] and s.representation == base["representation"]
                    and s.protocol == protocol
                    for s in (parse_run(f, n, PARAMS["runs"][f][n]) for f, n in REAL_RUNS)), protocol
+
+
+def test_codes_of_another_protocol_are_refused():
+    from lib.runs import check_codes_protocol
+    check_codes_protocol({"protocol": "gts"}, "gts", "codes/x")
+    check_codes_protocol({}, "loo", "codes/x")  # codes without a protocol (hand-made) are not checked
+    with pytest.raises(ValueError, match="codes/x was fit under protocol 'loo', the run uses 'gts'"):
+        check_codes_protocol({"protocol": "loo"}, "gts", "codes/x")
