@@ -44,7 +44,7 @@ def warm_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--family", choices=[f for f in FAMILIES if f != "generators"], required=True)
+    p.add_argument("--family", choices=[f for f in FAMILIES if not f.endswith("generators")], required=True)
     p.add_argument("--run", required=True, help="a key of params runs.<family>")
     for flag in ("split-dir", "items", "model-dir", "recs-dir", "metrics", "plots-dir", "run-info"):
         p.add_argument(f"--{flag}", type=Path, required=True)
