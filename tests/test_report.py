@@ -497,6 +497,14 @@ def test_differing_test_users_within_a_protocol_are_an_error(fresh):
     assert not (fresh / "reports/RESULTS.md").exists()
 
 
+def test_seeds_with_other_test_users_are_an_error(fresh):
+    path = fresh / "results/gpt2_content_s1/ranks.parquet"
+    ranks = pd.read_parquet(path)
+    ranks.drop(index=ranks.index[ranks["split"] == "test"][0]).to_parquet(path, index=False)
+    with pytest.raises(SystemExit, match=r"gpt2_content_s1.*test users differ.*'gpt2_content', a seed of the same"):
+        run_stage(fresh)
+
+
 def test_no_runs_is_an_error(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "params.yaml").write_text(PARAMS)
