@@ -68,6 +68,8 @@ class ReportConfig:
             raise ValueError(f"alpha: must be in (0, 1), got {self.alpha}")
         if self.family not in ("protocol", "report"):
             raise ValueError(f"family: must be protocol or report, got {self.family!r}")
+        if not self.significance_metrics:
+            raise ValueError("significance_metrics: must name at least one metric (hr|ndcg|mrr@K)")
         for m in self.significance_metrics:
             if not re.fullmatch(r"(hr|ndcg|mrr)@\d+", m):
                 raise ValueError(f"significance_metrics: {m!r} is not hr|ndcg|mrr@K")

@@ -705,6 +705,8 @@ def test_bad_report_params_name_the_key():
         from_dict(ReportConfig, {"cold_baseline": {"backbone": "sasrec", "rep": "content"}}, "report")
     with pytest.raises(ValueError, match="family"):
         ReportConfig(family="run").validate()
+    with pytest.raises(ConfigError, match=r"report\.significance_metrics: must name at least one"):
+        from_dict(ReportConfig, {"significance_metrics": []}, "report")
 
 
 def test_protocol_effects(study):
