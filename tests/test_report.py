@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.evaluate import EvaluateConfig, cold_pools, evaluate_run, loaded_ranks
+from lib.cold import cold_pools
+from lib.evaluate import EvaluateConfig, evaluate_run, loaded_ranks
 from lib.metrics import per_user_metrics
 from lib.report import FAMILY_ORDER, Models, ReportConfig, ReportInputs, render
 from lib.significance import holm, paired_test
@@ -133,10 +134,10 @@ def build(root: Path) -> dict:
         "sasrec_content_rt": content,
     }
     items = pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)})
-    seen_at = pd.DataFrame({"item": COLD_ITEMS, "timestamp": [5, 5, 5, 20, 20]})  # T_test = 10
-    gts_pools = cold_pools(N_ITEMS, np.arange(1, 46), ("untrained", "known_at_test"), seen_at, 10)
+    known = np.r_[np.arange(1, 46), COLD_ITEMS[:3]]  # the training part: 3 of the 5 cold items (before T_test)
+    gts_pools = cold_pools(N_ITEMS, np.arange(1, 46), ("untrained", "known_at_test"), known_items=known)
     pools = {"gts": gts_pools, "gts_random_ties": gts_pools,
-             "loo": cold_pools(N_ITEMS, np.arange(1, 46), ("untrained", "known_at_test"))}  # no T_test
+             "loo": cold_pools(N_ITEMS, np.arange(1, 46), ("untrained",))}
     for d in ("metrics/eval", "metrics/train", "metrics/tokenizers", "metrics/split", "plots/train"):
         (root / d).mkdir(parents=True)
     for i, (run, (family, backbone, rep, tok, protocol, levels)) in enumerate(RUNS.items()):
