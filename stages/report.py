@@ -3,7 +3,7 @@
 Reads only what is in git: results/<run>/{run.json,ranks.parquet}, metrics/{eval,train,tokenizers,split}/
 and the dvclive curves under plots/. A run is in the report when its run.json is; so re-training one
 run and `dvc repro -s report` re-renders the study without any other run's lists or models. Runs that
-differ only in their seed are one model in the report (lib/report.py `collapse_seeds`).
+differ only in their seed are one model in the report (lib/report/models.py `collapse_seeds`).
 """
 import os
 from pathlib import Path

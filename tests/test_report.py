@@ -1,4 +1,4 @@
-"""stages/report.py + lib/report.py: RESULTS.md from committed-style per-run files, end to end on synthetic runs.
+"""stages/report.py + lib/report/: RESULTS.md from committed-style per-run files, end to end on synthetic runs.
 
 The fixture writes what the training, evaluation, tokenizer and split stages commit (run.json, ranks.parquet,
 metrics/{eval,train,tokenizers,split}, dvclive curves, code-usage tables) for three protocols (gts, its copy with
@@ -555,7 +555,7 @@ def test_published_figures_only_under_their_protocol(study):
 
 
 def test_grid_cell_shows_the_run_without_overrides():
-    from lib.report import representation_grid
+    from lib.report.tables import representation_grid
     runs = {"a_variant": {"family": "rankers", "backbone": "sasrec", "representation": "id", "overrides": {"x": 1}},
             "b_plain": {"family": "rankers", "backbone": "sasrec", "representation": "id", "overrides": {}},
             "c_variant": {"family": "rankers", "backbone": "sasrec", "representation": "id", "overrides": {"y": 2}}}
