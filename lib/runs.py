@@ -25,6 +25,7 @@ from typing import Any, Literal
 from lib.config import ConfigError, from_dict
 
 FAMILIES = ("rankers", "content_rankers", "code_rankers", "generators", "parallel_generators")
+FAMILY_SECTIONS = {"generators": "gpt2_sid", "parallel_generators": "rpg"}  # else the backbone's section
 # family -> the item representations it may use (the ranker families share lib/models)
 REPRESENTATIONS = {
     "rankers": ("id",),
@@ -127,7 +128,7 @@ def check_codes_protocol(meta: dict, protocol: str, where) -> None:
 
 def section_of(family: str, spec: RunSpec) -> str:
     """The params section a run starts from: a generator family's own, else its backbone's."""
-    return {"generators": "gpt2_sid", "parallel_generators": "rpg"}.get(family, spec.backbone)
+    return FAMILY_SECTIONS.get(family, spec.backbone)
 
 
 def load_run(params: dict, family: str, name: str, cls: type) -> tuple[RunSpec, Any]:

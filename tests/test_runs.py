@@ -13,6 +13,7 @@ import yaml
 from lib.config import ConfigError
 from lib.data.split import SplitConfig
 from lib.models.config import SeqRecConfig
+from lib.rpg.config import RPGConfig
 from lib.runs import (
     FAMILIES,
     REPRESENTATIONS,
@@ -248,7 +249,7 @@ def test_real_run_parses_and_loads(family, name):
     if spec.tokenizer is not None:
         assert spec.tokenizer in PARAMS["tokenizers"]
         assert PARAMS["tokenizers"][spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
-    cls = GPT2SidConfig if family == "generators" else SeqRecConfig
+    cls = {"generators": GPT2SidConfig, "parallel_generators": RPGConfig}.get(family, SeqRecConfig)
     _, cfg = load_run(PARAMS, family, name, cls)
     assert isinstance(cfg, cls)
 

@@ -16,7 +16,7 @@ from lib.evaluate import loaded_ranks
 from lib.metrics import per_user_metrics
 from lib.report.config import Baseline, ReportConfig
 
-FAMILY_ORDER = ("rankers", "content_rankers", "code_rankers", "generators")
+FAMILY_ORDER = ("rankers", "content_rankers", "code_rankers", "generators", "parallel_generators")
 KEY, COLD = "test/ndcg@10", "test/cold_target/hr@10"
 SEED_OVERRIDE = "train.seed"  # the override that makes a run another seed of the same model
 WIDEST_POOL = "untrained"  # every other cold pool is a subset: a list without its items places no cold item

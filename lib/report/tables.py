@@ -86,7 +86,7 @@ def representation_grid(names: list[str], models: Models) -> list[str]:
     """
     cell: dict[tuple[str, str], str] = {}
     for r in sorted(names, key=lambda r: (bool(models.runs[r].get("overrides")), r), reverse=True):  # best last
-        if models.runs[r]["family"] != "generators":
+        if not models.runs[r]["family"].endswith("generators"):
             cell[(models.runs[r]["representation"], models.runs[r]["backbone"])] = r
     backbones = sorted({b for _, b in cell})
     # ties by name: a set's order follows the per-process hash seed, and the report must not change with it
