@@ -43,12 +43,19 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 
 
 class RPGModule(L.LightningModule):
-    """Lightning wrapper; hyperparameters (the codes and both configs) rebuild the model from a checkpoint."""
+    """Lightning wrapper; its hyperparameters rebuild the model from a checkpoint, whose buffers carry the codes.
 
-    def __init__(self, codes: np.ndarray, codebook_size: int, model_cfg: dict, train_cfg: dict, top_k: int = 100):
+    `codes` (N+1, m) is needed to build a new model; loading a checkpoint needs none: the model is
+    built on placeholder digits and the state dict then restores the real ones.
+    """
+
+    def __init__(self, n_items: int, n_digits: int, codebook_size: int, model_cfg: dict, train_cfg: dict,
+                 top_k: int = 100, codes: np.ndarray | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["codes"])
         self.train_cfg = RPGTrainConfig(**train_cfg)
+        if codes is None:
+            codes = np.vstack([np.full(n_digits, -1), np.zeros((n_items, n_digits), dtype=np.int64)])
         self.model = RPG(np.asarray(codes), codebook_size, RPGModelConfig(**model_cfg))
         self.val_ndcg = MeanMetric()
         self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
@@ -92,7 +99,8 @@ def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.Dat
     L.seed_everything(tc.seed, workers=True, verbose=False)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    module = RPGModule(codes, codebook_size, asdict(cfg.model), asdict(tc), cfg.top_k)
+    module = RPGModule(codes.shape[0] - 1, codes.shape[1], codebook_size, asdict(cfg.model), asdict(tc), cfg.top_k,
+                       codes=codes)
     seqs = training_sequences(train, cfg.model.max_len)
     sampler = LengthBucketSampler([len(s) for s in seqs], tc.batch_size, tc.seed, tc.length_pool)
     loader = DataLoader(NextItemDataset(seqs), batch_sampler=sampler, collate_fn=NextItemDataset.collate,

@@ -127,6 +127,7 @@ def test_model_learns_the_successor_rule_and_checkpoint_rebuilds_it(tmp_path):
     re = RPGModule.load_from_checkpoint(str(tmp_path / "ck" / "best.ckpt"), map_location="cpu")
     for a, b in zip(re.state_dict().values(), module.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(re.model.digits, torch.from_numpy(parallel_codes()[1:]))  # the codes came back too
 
 
 def test_bf16_mixed_trains_too(tmp_path):
