@@ -112,5 +112,5 @@ def test_refit_split_keeps_validation_lists_of_the_chosen_model(tmp_path):
     assert lists["plain"]["test"] == lists["plain"]["val"]  # test rows = validation rows here
     assert lists["refit"]["test"] != lists["refit"]["val"]  # the refit model saw the validation targets
     m = json.loads((tmp_path / "refit/m.json").read_text())
-    assert m["retrained_on_validation_epochs"] == m["best_epoch"] and m["refit_seconds"] > 0
+    assert m["retrained_on_validation_epochs"] == m["best_epoch"] and m["refit_seconds"] >= 0
     assert m["zeroed_id_rows"] == 0  # the last item is warm in train_full: its ID row is learnt
