@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: core study repro test setup lint
+.PHONY: core study runs repro test setup lint
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,17 +23,23 @@ LANE := xargs -P $(LANES) -I{} sh -c 'echo "$$(date +%T) start {}"; ($(DVC) repr
 
 core: setup
 	mkdir -p logs
-	$(DVC) repro parse preprocess $$($(TARGETS) upstream --core)
-	$(TARGETS) core | $(LANE)
+	$(DVC) repro parse preprocess $$($(TARGETS) upstream core)
+	$(TARGETS) runs core | $(LANE)
 	$(DVC) repro -s report
 
 study: setup
 	mkdir -p logs
-	$(DVC) repro parse preprocess $$($(TARGETS) upstream)
-	$(TARGETS) all | $(LANE)
+	$(DVC) repro parse preprocess $$($(TARGETS) upstream all)
+	$(TARGETS) runs all | $(LANE)
 	$(DVC) repro -s report
 
 repro: study
+
+runs: setup  # `make runs SET=protocol`: the runs of params study.<SET> (and what they need) + the report
+	mkdir -p logs
+	$(DVC) repro parse preprocess $$($(TARGETS) upstream $(SET))
+	$(TARGETS) runs $(SET) | $(LANE)
+	$(DVC) repro -s report
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests

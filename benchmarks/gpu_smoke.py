@@ -3,7 +3,7 @@
 The pipeline's `device: auto` picks a GPU when there is one, and the training code is mostly
 exercised on CPU; this script runs each family once, on tiny synthetic data it builds itself,
 through the same lib calls as the training stages (lib.models.training.fit / refit /
-lib.models.recommend.recommend, lib.sid.training.fit / lib.sid.recommend.recommend), with
+lib.models.recommend.recommend, lib.sid.training.fit / lib.sid.recommend.recommend, lib.rpg.training), with
 configs built from the dataclasses (no params.yaml, no dvc). Per family it prints ok/FAIL,
 seconds and peak GPU memory; a few minutes at most on a GPU, about a minute on one CPU thread.
 
@@ -129,6 +129,31 @@ def run_sid(trie_softmax: bool, data, tmp: Path, args) -> dict:
     return facts
 
 
+def run_rpg(precision: str, data, tmp: Path, args) -> dict:
+    import numpy as np
+
+    from lib.models.recommend import recommend
+    from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
+    from lib.rpg.training import autocast, fit, refit
+    from lib.trainer import torch_device
+
+    train, val, test, codes, _ = data
+    digits = np.vstack([np.full(4, -1), np.random.default_rng(2).integers(0, 8, size=(N_ITEMS, 4))])
+    cfg = RPGConfig(RPGModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.1, max_len=10),
+                    RPGTrainConfig(batch_size=16, warmup_steps=4, max_epochs=args.epochs, patience=args.epochs,
+                                   device=args.device, threads=args.threads, precision=precision, seed=0), top_k=10)
+    module, facts = fit(cfg, digits, 8, train, val, str(tmp / "ckpt"), progress=False)
+    device = torch_device(args.device)
+    with autocast(cfg.train, device):
+        recs = recommend(module.model, test, cfg.top_k, device=device, progress=False)
+    for items, hist in zip(recs["items"], test["history"], strict=True):
+        check(len(items) == min(cfg.top_k + len(set(hist)), N_ITEMS), "recommendation list length")
+        check(items.min() >= 1 and items.max() <= N_ITEMS, "recommended items are real items")
+    full = refit(cfg, digits, 8, train, epochs=1, progress=False)
+    check(len(recommend(full.model, test, cfg.top_k, device=device, progress=False)) == len(test), "refit lists")
+    return facts
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="the params `device` every run is given")
@@ -161,7 +186,9 @@ def main() -> int:
                 for bb in ("sasrec", "gpt2") for rep in ("id", "content_plus_id", "sid_unigram")]
     families += [("sasrec/id bce", lambda tmp: run_seqrec("sasrec", "id", "bce", data, tmp, args)),
                  ("gpt2_sid", lambda tmp: run_sid(True, data, tmp, args)),
-                 ("gpt2_sid no-trie-softmax", lambda tmp: run_sid(False, data, tmp, args))]
+                 ("gpt2_sid no-trie-softmax", lambda tmp: run_sid(False, data, tmp, args)),
+                 ("rpg", lambda tmp: run_rpg("32-true", data, tmp, args)),
+                 ("rpg bf16-mixed", lambda tmp: run_rpg("bf16-mixed", data, tmp, args))]
     families = [(n, f) for n, f in families if args.only in n]
 
     failed = []

@@ -8,11 +8,18 @@ Outputs per run: flat means (`test/ndcg@10`, `test/cold_target/hr@10`, `val/...`
 the per-user rank of the target (validation and test users, with the slice flags), a small
 table committed to git from which the report recomputes every per-user metric and paired test
 without the lists. Test-set slices: cold vs warm target item, cold vs warm user, history-length buckets.
+
+Cold-start control: a list's cold slots (ranks holding an item of a cold pool) would reach cold
+targets by chance alone: 2 cold slots among 300 cold items give HR@10 ~ 2/300 on cold targets. For
+every pool the evaluator reports the expected metrics of the control that fills the same slots with
+random pool items the user has not seen (`cold_control`, exact expectations, no sampling), so the
+report states lift over chance. The pools (`untrained`, `known_at_test`) are defined in lib/cold.py.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +37,8 @@ class EvaluateConfig:
     ks: tuple[int, ...] = (5, 10, 20, 50, 100)  # cut-offs K of HR/NDCG/MRR/coverage, increasing
     filter_seen: bool = True  # remove the user's history items from their list before cutting at K
     length_buckets: tuple[int, ...] = (5, 10, 20)  # upper edges of history-length slices: <=5, 6-10, 11-20, >20
+    cold_pools: tuple[Literal["untrained", "known_at_test"], ...] = ("untrained", "known_at_test")
+    control_k: int = 10  # cut-off of the per-user control columns (the report's paired tests), <= max(ks)
 
     def validate(self) -> None:
         for name in ("ks", "length_buckets"):
@@ -40,6 +49,10 @@ class EvaluateConfig:
             raise ValueError("ks: must not be empty")
         if max(self.ks) > 32767:
             raise ValueError("ks: at most 32767 (ranks are stored as int16)")
+        if not 1 <= self.control_k <= max(self.ks):
+            raise ValueError(f"control_k: must be in 1..max(ks) = {max(self.ks)}, got {self.control_k}")
+        if len(set(self.cold_pools)) != len(self.cold_pools):
+            raise ValueError(f"cold_pools: repeated pool in {list(self.cold_pools)}")
 
 
 @dataclass
@@ -90,15 +103,17 @@ def align(recs: pd.DataFrame, users: np.ndarray, n_items: int, label: str) -> li
 
 
 def score(truth: pd.DataFrame, recs: pd.DataFrame, n_items: int, cfg: EvaluateConfig,
-          label: str) -> tuple[np.ndarray, dict[str, float]]:
-    """Ground-truth rows (U) + one run's lists -> ((U,) target ranks, inf = not in the top max(ks); coverage@k)."""
+          label: str) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+    """Ground-truth rows (U) + one run's lists -> ((U,) target ranks, inf = not in the top max(ks);
+    coverage@k; the (U, max(ks)) lists as scored)."""
     items = align(recs, truth["user"].to_numpy(), n_items, label)
     top = top_k(items, max(cfg.ks), list(truth["history"]) if cfg.filter_seen else None)  # (U, K_max)
     short = int(np.count_nonzero(top[:, -1] == PAD))
     if short:
         log.warning("%s: %d of %d users have fewer than %d items after seen-item filtering; "
                     "missing positions count as misses", label, short, len(top), max(cfg.ks))
-    return target_ranks(top, truth["target"].to_numpy()), {f"coverage@{k}": coverage(top, k, n_items) for k in cfg.ks}
+    cov = {f"coverage@{k}": coverage(top, k, n_items) for k in cfg.ks}
+    return target_ranks(top, truth["target"].to_numpy()), cov, top
 
 
 def stored_ranks(ranks: np.ndarray) -> np.ndarray:
@@ -129,6 +144,31 @@ def slices(per_user: pd.DataFrame, length_buckets) -> dict[str, np.ndarray]:
     return out
 
 
+def cold_control(top: np.ndarray, histories, targets: np.ndarray, pool: np.ndarray, ks) -> dict[str, np.ndarray]:
+    """The random cold-slot control of one list per user, as exact expectations.
+
+    top (U, K) the lists as scored (after seen filtering), pool (N+1,) bool. A user's cold slots are
+    the ranks holding a pool item; the control puts in them distinct pool items drawn uniformly from
+    the `avail` pool items the user has not seen, so each slot holds a reachable target (a pool item
+    outside the history) with probability 1 / avail. Returns per user `reachable` and, for each k,
+    `cold_slots@k` and the control's expected `hr@k`, `ndcg@k`, `mrr@k`.
+    """
+    in_pool = pool[top]  # PAD is in no pool
+    seen = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
+    avail = int(pool.sum()) - np.array([np.count_nonzero(pool[h]) for h in seen], dtype=np.int64)
+    reach = pool[targets] & np.array([not np.isin(t, h) for t, h in zip(targets, seen, strict=True)], dtype=bool)
+    p = np.where(reach & (avail > 0), 1.0 / np.maximum(avail, 1), 0.0)  # each slot's chance to hold the target
+    ranks = np.arange(1, top.shape[1] + 1)
+    out: dict[str, np.ndarray] = {"reachable": reach}
+    for k in ks:
+        m = in_pool[:, :k]
+        out[f"cold_slots@{k}"] = m.sum(axis=1)
+        out[f"hr@{k}"] = np.minimum(1.0, p * m.sum(axis=1))  # disjoint events: at most one slot holds it
+        out[f"ndcg@{k}"] = p * (m / np.log2(ranks[:k] + 1)).sum(axis=1)
+        out[f"mrr@{k}"] = p * (m / ranks[:k]).sum(axis=1)
+    return out
+
+
 def _means(values: pd.DataFrame, prefix: str) -> dict[str, float]:
     return {f"{prefix}/{c}": round(float(values[c].mean()), 6) for c in values.columns}
 
@@ -146,12 +186,28 @@ def summarize(split: str, ranks: np.ndarray, ks, cov: dict[str, float] | None = 
     return out
 
 
+def control_summary(split: str, ranks: np.ndarray, control: dict[str, np.ndarray], pool: str, n_pool: int,
+                    ks) -> dict[str, float]:
+    """Flat `split/cold_pool/<pool>/...`: pool size, reachable targets, mean cold slots per list, and on the
+    reachable targets the model's metrics next to the control's expected ones."""
+    reach = control["reachable"]
+    pre = f"{split}/cold_pool/{pool}"
+    out: dict[str, float] = {f"{pre}/items": n_pool, f"{pre}/targets": int(reach.sum())}
+    out.update({f"{pre}/cold_slots@{k}": round(float(control[f"cold_slots@{k}"].mean()), 6) for k in ks})
+    if reach.any():
+        out.update(_means(per_user_metrics(ranks[reach], ks), f"{pre}/model"))
+        out.update({f"{pre}/control/{m}@{k}": round(float(control[f"{m}@{k}"][reach].mean()), 6)
+                    for m in ("hr", "ndcg", "mrr") for k in ks})
+    return out
+
+
 def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], items: pd.DataFrame,
-                 cfg: EvaluateConfig, label: str = "run") -> RunEvaluation:
+                 cfg: EvaluateConfig, label: str = "run", pools: dict[str, np.ndarray] | None = None) -> RunEvaluation:
     """Score one run on val and test.
 
     truth: split ("val", "test") -> ground-truth rows; recs: split -> rows (user, items);
-    items: the item table (catalogue size); label names the run in error messages.
+    items: the item table (catalogue size); label names the run in error messages; pools:
+    cold pool name -> (N+1,) membership (`cold_pools`), each scored against its random control.
     """
     cfg.validate()  # from_dict validates too; this guards configs built directly in code
     n_items = catalogue_size(items)
@@ -168,12 +224,23 @@ def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], 
     frames = []
     for split in SPLITS:
         t = truth[split]
-        ranks, cov = score(t, recs[split], n_items, cfg, f"{label} ({split} recommendations)")
+        ranks, cov, top = score(t, recs[split], n_items, cfg, f"{label} ({split} recommendations)")
         flat.update(summarize(split, ranks, cfg.ks, cov, slices(t, cfg.length_buckets) if split == "test" else None))
-        frames.append(pd.DataFrame({
+        frame = pd.DataFrame({
             "split": split, "user": t["user"].to_numpy(np.int32), "rank": stored_ranks(ranks),
             "target_cold": t["target_cold"].to_numpy(bool), "user_cold": t["user_cold"].to_numpy(bool),
-            "history_length": np.minimum(t["history_length"].to_numpy(), 32767).astype(np.int16)}))
+            "history_length": np.minimum(t["history_length"].to_numpy(), 32767).astype(np.int16)})
+        for name, pool in (pools or {}).items():
+            if len(pool) != n_items + 1:
+                raise ValueError(f"cold pool {name!r}: {len(pool)} flags for a catalogue of {n_items} items (+ PAD)")
+            ctl = cold_control(top, list(t["history"]), t["target"].to_numpy(np.int64), pool,
+                               sorted({*cfg.ks, cfg.control_k}))
+            flat.update(control_summary(split, ranks, ctl, name, int(pool.sum()), cfg.ks))
+            k = cfg.control_k  # per user, for the report's paired model-vs-control tests
+            frame[f"pool_{name}"] = ctl["reachable"]
+            frame[f"control_{name}/hr@{k}"] = ctl[f"hr@{k}"].astype(np.float32)
+            frame[f"control_{name}/ndcg@{k}"] = ctl[f"ndcg@{k}"].astype(np.float32)
+        frames.append(frame)
     log.info("%s: test ndcg@10=%.4f hr@10=%.4f", label, flat.get("test/ndcg@10", float("nan")),
              flat.get("test/hr@10", float("nan")))
     per_user = pd.concat(frames, ignore_index=True)

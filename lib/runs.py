@@ -12,6 +12,7 @@ Families (each one training stage definition in dvc.yaml, with exactly the input
   content_rankers   the same with content embeddings (content_init, content, content_plus_id)
   code_rankers      the same with a tokenizer's codes as item features (Singh et al. 2023)
   generators        GPT-2 generating the next item's Semantic ID (TIGER-style)
+  parallel_generators  GPT-2 predicting all digits of a long Semantic ID at once (RPG, Hou et al. 2025)
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from typing import Any, Literal
 
 from lib.config import ConfigError, from_dict
 
-FAMILIES = ("rankers", "content_rankers", "code_rankers", "generators")
+FAMILIES = ("rankers", "content_rankers", "code_rankers", "generators", "parallel_generators")
+FAMILY_SECTIONS = {"generators": "gpt2_sid", "parallel_generators": "rpg"}  # else the backbone's section
 # family -> the item representations it may use (the ranker families share lib/models)
 REPRESENTATIONS = {
     "rankers": ("id",),
     "content_rankers": ("content_init", "content", "content_plus_id"),
     "code_rankers": ("sid_unigram", "sid_bigram", "sid_plus_id"),
     "generators": ("sid",),
+    "parallel_generators": ("sid_parallel",),
 }
 
 
@@ -61,7 +64,7 @@ def parse_run(family: str, name: str, entry: dict | None) -> RunSpec:
     if spec.representation not in REPRESENTATIONS[family]:
         raise ConfigError(f"{key}.representation: {spec.representation!r} is not one of "
                           f"{list(REPRESENTATIONS[family])} (family {family})")
-    needs_codes = family in ("code_rankers", "generators")
+    needs_codes = family in ("code_rankers", "generators", "parallel_generators")
     if needs_codes != (spec.tokenizer is not None):
         raise ConfigError(f"{key}.tokenizer: " + ("required for family " if needs_codes else "not used by family ")
                           + family)
@@ -116,9 +119,16 @@ def load_table_entry(params: dict, table: str, name: str, section: str, cls: typ
     return spec, from_dict(cls, apply_overrides(params.get(section), overrides, where, cls), section)
 
 
+def check_codes_protocol(meta: dict, protocol: str, where) -> None:
+    """A run may read only codes fit under its own protocol: another split's training items would leak
+    (leave-one-out codes know items that are test targets under the temporal split, and vice versa)."""
+    if meta.get("protocol", protocol) != protocol:
+        raise ValueError(f"{where} was fit under protocol {meta['protocol']!r}, the run uses {protocol!r}")
+
+
 def section_of(family: str, spec: RunSpec) -> str:
-    """The params section a run starts from: the generator's own, else its backbone's."""
-    return "gpt2_sid" if family == "generators" else spec.backbone
+    """The params section a run starts from: a generator family's own, else its backbone's."""
+    return FAMILY_SECTIONS.get(family, spec.backbone)
 
 
 def load_run(params: dict, family: str, name: str, cls: type) -> tuple[RunSpec, Any]:

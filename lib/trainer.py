@@ -54,15 +54,19 @@ class EpochTimer(Callback):
     def on_train_epoch_end(self, trainer, module):
         self.seconds.append(time.perf_counter() - self._t)
         m = trainer.callback_metrics
-        epoch, val = trainer.current_epoch + 1, float(m.get(VAL_METRIC, float("nan")))
-        if val > self.best:
-            self.best, self.best_epoch = val, epoch
-        last = min(trainer.max_epochs, self.best_epoch + self.patience * self.val_every) if self.patience \
+        epoch = trainer.current_epoch + 1
+        validated = epoch % self.val_every == 0 and VAL_METRIC in m  # else the metric is a stale one
+        if validated and float(m[VAL_METRIC]) > self.best:
+            self.best, self.best_epoch = float(m[VAL_METRIC]), epoch
+        # the first validation always sets a best; `patience` validations without a better one end the run
+        anchor = self.best_epoch or self.val_every
+        last = min(trainer.max_epochs, anchor + self.patience * self.val_every) if self.patience \
             else trainer.max_epochs
         eta = max(0, last - epoch) * float(np.median(self.seconds))
-        log.info("epoch %d/%d: train/loss %.4f %s %.5f (best %.5f at %d) %.1f s; stops by epoch %d, <= %.0f s left",
-                 epoch, trainer.max_epochs, float(m.get("train/loss", float("nan"))), VAL_METRIC, val, self.best,
-                 self.best_epoch, self.seconds[-1], last, eta)
+        val = f"{VAL_METRIC} {float(m[VAL_METRIC]):.5f}" if validated else "not validated"
+        best = f"best {self.best:.5f} at {self.best_epoch}" if self.best_epoch else "no validation yet"
+        log.info("epoch %d/%d: train/loss %.4f, %s (%s) %.1f s; stops by epoch %d, <= %.0f s left", epoch,
+                 trainer.max_epochs, float(m.get("train/loss", float("nan"))), val, best, self.seconds[-1], last, eta)
 
 
 def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, ckpt_dir: str,

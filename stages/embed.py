@@ -6,10 +6,11 @@ from _common import ROOT, load_section, setup_logging, stage_args
 from lib.embed import EmbedConfig, check_items, embed_items, encoder_source, load_encoder, pin_threads
 from lib.io import write_json, write_npy
 
-# One torch thread, always: CPU kernels may split their reductions by thread, so another count can change
-# the vectors' last bits (and every stage after this one). A constant, not a param: the count is part of
-# what makes the numbers, not a knob to tune per machine. Costs speed on CPU only; on CUDA it only
-# pins the host-side work.
+# A fixed torch thread count, always: CPU kernels may split their reductions by thread, so another count
+# can change the vectors' last bits (and every stage after this one). A constant, not a param: the count is
+# part of what makes the numbers, not a knob to tune per machine. With the pinned instruction set of the
+# stage's cmd (dvc.yaml), 1 and 2 threads gave the same bytes on this study's machine; on CUDA it only pins
+# the host-side work.
 TORCH_THREADS = 2
 
 

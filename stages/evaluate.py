@@ -8,6 +8,7 @@ re-rendered from git alone.
 import pandas as pd
 
 from _common import load_section, setup_logging, stage_args
+from lib.cold import cold_pools
 from lib.evaluate import SPLITS, EvaluateConfig, evaluate_run
 from lib.io import read_json, write_json, write_parquet
 
@@ -15,7 +16,7 @@ from lib.io import read_json, write_json, write_parquet
 def main(argv: list[str] | None = None) -> None:
     args = stage_args(__doc__, {
         "run-info": "the run's run.json (written by its training stage)",
-        "split-dir": "ground truth: val.parquet and test.parquet of the run's protocol",
+        "split-dir": "the run's protocol: val/test ground truth, the training data and split.json (cold pools)",
         "items": "item table parquet (catalogue size for coverage)",
         "recs-dir": "the run's recommendations: val.parquet and test.parquet",
         "metrics": "output: the run's metrics JSON",
@@ -24,15 +25,21 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_section(args.params, "evaluate", EvaluateConfig)
     setup_logging()
     for path in [args.run_info, *(args.recs_dir / f"{s}.parquet" for s in SPLITS),
-                 *(args.split_dir / f"{s}.parquet" for s in SPLITS)]:
+                 *(args.split_dir / f"{s}.parquet" for s in (*SPLITS, "train", "train_full")),
+                 args.split_dir / "split.json"]:
         if not path.is_file():
             raise SystemExit(f"error: input not found: {path}")
     run = read_json(args.run_info)
     truth = {s: pd.read_parquet(args.split_dir / f"{s}.parquet") for s in SPLITS}
     recs = {s: pd.read_parquet(args.recs_dir / f"{s}.parquet") for s in SPLITS}
+    items = pd.read_parquet(args.items, columns=["item"])
+    info = read_json(args.split_dir / "split.json")  # the model was fit on train, or train_full under refit
+    part = pd.read_parquet(args.split_dir / "train_full.parquet", columns=["item"])["item"].unique()
+    fit = part if info.get("retrain_on_validation") else \
+        pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].unique()
+    pools = cold_pools(len(items), fit, cfg.cold_pools, known_items=part)
     try:
-        ev = evaluate_run(truth, recs, pd.read_parquet(args.items, columns=["item"]), cfg,
-                          label=f"run {run.get('name')!r} ({args.recs_dir})")
+        ev = evaluate_run(truth, recs, items, cfg, label=f"run {run.get('name')!r} ({args.recs_dir})", pools=pools)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     write_parquet(ev.per_user, args.per_user)

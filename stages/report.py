@@ -2,7 +2,8 @@
 
 Reads only what is in git: results/<run>/{run.json,ranks.parquet}, metrics/{eval,train,tokenizers,split}/
 and the dvclive curves under plots/. A run is in the report when its run.json is; so re-training one
-run and `dvc repro -s report` re-renders the study without any other run's lists or models.
+run and `dvc repro -s report` re-renders the study without any other run's lists or models. Runs that
+differ only in their seed are one model in the report (lib/report/models.py `collapse_seeds`).
 """
 import os
 from pathlib import Path
@@ -41,7 +42,7 @@ def main() -> None:
         "train-plots": "plots/train: <run>/ dvclive curves",
         "results": "output: the report (markdown)",
         "figures-dir": "output: the report's PNG figures",
-        "leaderboard": "output: leaderboard JSON (per protocol: runs' metrics and paired tests)",
+        "leaderboard": "output: leaderboard JSON (per protocol: models' metrics over seeds, their runs, paired tests)",
     })
     cfg = load_section(args.params, "report", ReportConfig)
     setup_logging()

@@ -28,7 +28,7 @@ def main() -> None:
     # The split's own description travels with it: models read it, not params.yaml.
     s.info = {"protocol": args.protocol, **s.info}
     write_json(s.info, args.out_dir / "split.json")
-    write_json(s.info, args.metrics)
+    write_json({**s.info, **s.stats}, args.metrics)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The runs of a set, one `<family>@<run>` per line, for `make core` / `make study` (read by no stage).
+"""The runs of a set, one `<family>@<run>` per line, for the Makefile (read by no stage).
 
-    python stages/targets.py core     # the runs of params `study.core`
-    python stages/targets.py all      # every run of params `runs`
-    python stages/targets.py upstream # the shared stages those runs need (splits, embed, tokenizers)
+    python stages/targets.py runs core       # the runs of params `study.core` (any key of `study`)
+    python stages/targets.py runs all        # every run of params `runs`
+    python stages/targets.py upstream core   # the shared stages those runs need (splits, embed, tokenizers)
 
 The Makefile builds the upstream stages once, then runs `dvc repro -s train_<family>@<run>` and
 `dvc repro -s evaluate_<family>@<run>` for each run, two runs side by side (one torch thread each):
@@ -16,19 +16,21 @@ from _common import load_params
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=["core", "all", "upstream"])
-    p.add_argument("--core", action="store_true", help="with upstream: only what the core runs need")
+    p.add_argument("what", choices=["runs", "upstream"])
+    p.add_argument("set", help="a key of params `study` (core, ...) or `all`")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = p.parse_args()
     params = load_params(args.params)
     family_of = {name: fam for fam, runs in (params.get("runs") or {}).items() for name in (runs or {})}
-    core = (params.get("study") or {}).get("core") or []
-    unknown = sorted(set(core) - set(family_of))
+    sets = params.get("study") or {}
+    if args.set != "all" and args.set not in sets:
+        raise SystemExit(f"error: no run set {args.set!r}: params `study` has {sorted(sets)} (or use `all`)")
+    chosen = sorted(family_of) if args.set == "all" else list(sets[args.set] or [])
+    unknown = sorted(set(chosen) - set(family_of))
     if unknown:
-        raise SystemExit(f"error: study.core names runs not in params `runs`: {unknown}")
-    chosen = core if args.which == "core" or args.core else sorted(family_of)
-    if args.which != "upstream":
-        slow_first = sorted(chosen, key=lambda r: family_of[r] != "generators")  # the longest lane starts first
+        raise SystemExit(f"error: study.{args.set} names runs not in params `runs`: {unknown}")
+    if args.what == "runs":
+        slow_first = sorted(chosen, key=lambda r: not family_of[r].endswith("generators"))  # longest lanes first
         print("\n".join(f"{family_of[r]}@{r}" for r in slow_first))
         return
     entries = [params["runs"][family_of[r]][r] for r in chosen]

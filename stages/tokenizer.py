@@ -1,9 +1,10 @@
 """Stage `tokenizer@<name>`: item content embeddings -> Semantic IDs, made unique by one extra level.
 
 The config is params `rqvae` with `tokenizers.<name>.set` overridden; its `method` picks the tokenizer:
-rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh (TIGER's ablations). Every method
-writes the same codes.npy / meta.json, so downstream stages never change. The fit items are the
-training items of the split given by --split-dir (the entry's `protocol`).
+rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh (TIGER's ablations), pq or opq
+((optimised) product quantisation, RPG's long parallel IDs). Every method writes the same codes.npy /
+meta.json, so downstream stages never change; pq/opq add `parallel: true` to meta.json (unordered
+digits). The fit items are the training items of the split given by --split-dir (the entry's `protocol`).
 """
 import resource
 
@@ -14,13 +15,13 @@ import torch
 from _common import checked, setup_logging, stage_args
 from lib.io import atomic_path, read_json, write_csv, write_json, write_npy
 from lib.runs import TokenizerSpec, load_table_entry
-from lib.tokenizers import rqkmeans, rqvae, simple
+from lib.tokenizers import pq, rqkmeans, rqvae, simple
 from lib.tokenizers.codes import check_embeddings, code_usage, fit_item_ids, semantic_ids
 from lib.tokenizers.rqvae import RQVAEConfig
 
 # method -> tokenize(embeddings, fit_ids, cfg, on_step) -> (raw codes (N, levels), facts, model.pt contents)
 TOKENIZERS = {"rqvae": rqvae.tokenize, "rqkmeans": rqkmeans.tokenize,
-              "random": simple.random_codes, "lsh": simple.lsh_codes}
+              "random": simple.random_codes, "lsh": simple.lsh_codes, "pq": pq.pq_codes, "opq": pq.opq_codes}
 
 
 def _name_flag(p) -> None:
@@ -31,7 +32,7 @@ def main(argv=None) -> None:
     args = stage_args(__doc__, {
         "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
         "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
-        "split-dir": "split directory: train.parquet gives the fit items (fit_items=train)",
+        "split-dir": "split directory: train.parquet (train_full.parquet under refit) gives the fit items",
         "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
         "metrics": "output: metrics JSON",
         "plots-dir": "output: dvclive curves (rqvae: per epoch; rqkmeans: per level)",
@@ -43,9 +44,14 @@ def main(argv=None) -> None:
         emb_meta = read_json(args.embed_meta)
         emb = np.load(args.embeddings)
         check_embeddings(emb, emb_meta["n_items"], emb_meta.get("dim"))
-        train_items = (pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].to_numpy()
+        # the models' training data: train, or train + validation period when they are refit on it
+        refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
+        fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
+        train_items = (pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy()
                        if cfg.fit_items == "train" else None)
         fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items)
+        if cfg.method in pq.METHODS:
+            pq.check_fit(emb.shape[1], len(fit_ids), cfg)  # dim and fit-set size, before fitting anything
     except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -57,7 +63,8 @@ def main(argv=None) -> None:
             live.next_step()
 
         raw, facts, state = TOKENIZERS[cfg.method](emb, fit_ids, cfg, on_step)
-    codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, cfg.method)
+    codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, cfg.method,
+                                            parallel=cfg.method in pq.METHODS)
     meta |= {"name": args.name, "protocol": spec.protocol,
              "fit_items": cfg.fit_items, "fit_item_count": facts["fit_item_count"],
              "embeddings": {"model": emb_meta.get("model"), "dim": int(emb.shape[1])}}

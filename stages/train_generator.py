@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 
 from _common import checked, setup_logging, stage_args
+from lib.cold import cold_pools
 from lib.io import read_json, write_json, write_parquet
-from lib.runs import load_run, run_info
+from lib.runs import check_codes_protocol, load_run, run_info
 from lib.sid.config import GPT2SidConfig
 from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
-from lib.sid.training import fit
+from lib.sid.training import fit, refit
 from lib.sid.vocab import SidVocab
 from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
 
@@ -31,27 +32,39 @@ def main() -> None:
     spec, cfg = checked(args.params, lambda prm: load_run(prm, "generators", args.run, GPT2SidConfig))
     setup_logging()
     meta = read_json(args.codes_dir / "meta.json")
-    if meta.get("protocol", spec.protocol) != spec.protocol:  # codes fit on another split's items would leak
-        raise SystemExit(f"error: {args.codes_dir} was fit under protocol {meta['protocol']!r}, "
-                         f"the run uses {spec.protocol!r}")
     codes_path = args.codes_dir / "codes.npy"
     if not codes_path.is_file():
         raise SystemExit(f"error: codes file not found: {codes_path}")
     try:
+        check_codes_protocol(meta, spec.protocol, args.codes_dir)
         vocab = SidVocab.from_meta(np.load(codes_path), meta, cfg.model.user_buckets)
     except (KeyError, ValueError) as e:
         raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None
-    train, val, test = (pd.read_parquet(args.split_dir / f"{s}.parquet") for s in ("train", "val", "test"))
+    train, train_full, val, test = (pd.read_parquet(args.split_dir / f"{s}.parquet")
+                                    for s in ("train", "train_full", "val", "test"))
+    refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
+
+    def rule_items(fit_data: pd.DataFrame) -> np.ndarray:
+        """The cold-start rule's candidates: decode.cold_pool of the items `fit_data` lacks (lib/cold.py)."""
+        pools = cold_pools(vocab.n_items, fit_data["item"].unique(), [cfg.decode.cold_pool],
+                           known_items=train_full["item"].unique())
+        return np.flatnonzero(pools[cfg.decode.cold_pool])
 
     from dvclive.lightning import DVCLiveLogger  # only the stage logs; lib stays logger-agnostic
     logger = DVCLiveLogger(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
-    module, facts = fit(cfg, vocab, meta, train, val, str(ckpt_tmp), logger=logger)
+    module, facts = fit(cfg, vocab, meta, train, val, str(ckpt_tmp), logger=logger, cold=rule_items(train))
     device = torch_device(cfg.train.device)
-    for name, rows in (("val", val), ("test", test)):
+    final = module  # validation lists always come from the model chosen on validation
+    if refit_final:  # test lists from a refit on train + validation period for the chosen epoch count
         t0 = time.perf_counter()
-        recs, codes = recommend(module.model, vocab, module.trie, rows, cfg, device=device,
-                                cold_items=module.cold_items)
+        final = refit(cfg, vocab, meta, train_full, facts["best_epoch"], cold=rule_items(train_full))
+        final.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
+        facts |= {"retrained_on_validation_epochs": facts["best_epoch"],
+                  "refit_seconds": round(time.perf_counter() - t0, 1)}
+    for name, rows, m in (("val", val, module), ("test", test, final)):
+        t0 = time.perf_counter()
+        recs, codes = recommend(m.model, vocab, m.trie, rows, cfg, device=device, cold_items=m.cold_items)
         seconds = time.perf_counter() - t0
         write_parquet(recs, args.recs_dir / f"{name}.parquet")
         facts[f"{name}/decode_seconds"] = round(seconds, 1)

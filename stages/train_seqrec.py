@@ -6,6 +6,7 @@ codes.npy + meta.json); ID runs read neither, so dvc.yaml gives them neither as 
 """
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from lib.models.config import SeqRecConfig
 from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, FUSION_KINDS, ItemFeatures
 from lib.models.recommend import recommend
 from lib.models.training import fit, refit
-from lib.runs import FAMILIES, load_run, run_info
+from lib.runs import FAMILIES, check_codes_protocol, load_run, run_info
 from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
 
 
@@ -27,8 +28,10 @@ def semantic_codes(codes_dir: Path, protocol: str) -> np.ndarray:
     if not path.is_file():
         raise SystemExit(f"error: codes file not found: {path}")
     meta = read_json(codes_dir / "meta.json")
-    if meta.get("protocol", protocol) != protocol:  # codes fit on another split's training items would leak
-        raise SystemExit(f"error: {codes_dir} was fit under protocol {meta['protocol']!r}, the run uses {protocol!r}")
+    try:
+        check_codes_protocol(meta, protocol, codes_dir)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     return np.load(path)[:, :meta["levels"]]
 
 
@@ -41,7 +44,7 @@ def warm_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--family", choices=[f for f in FAMILIES if f != "generators"], required=True)
+    p.add_argument("--family", choices=[f for f in FAMILIES if not f.endswith("generators")], required=True)
     p.add_argument("--run", required=True, help="a key of params runs.<family>")
     for flag in ("split-dir", "items", "model-dir", "recs-dir", "metrics", "plots-dir", "run-info"):
         p.add_argument(f"--{flag}", type=Path, required=True)
@@ -69,15 +72,18 @@ def main() -> None:
     logger = DVCLiveLogger(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
     best, facts = fit(spec.backbone, rep, cfg, train, val, n_items, features, str(ckpt_tmp), logger=logger)
-    if split_info.get("retrain_on_validation", False):  # final model: train + validation period, epochs from val
+    final = best  # validation lists always come from the model chosen on validation
+    if split_info.get("retrain_on_validation", False):  # test lists: train + validation period, epochs from val
         train = pd.read_parquet(args.split_dir / "train_full.parquet")
         features = dataclasses.replace(features, warm=warm_items(train, n_items))
-        best = refit(spec.backbone, rep, cfg, train, n_items, features, facts["best_epoch"])
-        best.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
-        facts["retrained_on_validation_epochs"] = facts["best_epoch"]
+        t0 = time.perf_counter()
+        final = refit(spec.backbone, rep, cfg, train, n_items, features, facts["best_epoch"])
+        final.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
+        facts |= {"retrained_on_validation_epochs": facts["best_epoch"],
+                  "refit_seconds": round(time.perf_counter() - t0, 1)}
     device = torch_device(cfg.train.device)
-    for split_name, rows in (("val", val), ("test", test)):
-        write_parquet(recommend(best.model, rows, cfg.top_k, device=device), args.recs_dir / f"{split_name}.parquet")
+    for split_name, rows, m in (("val", val, best), ("test", test, final)):
+        write_parquet(recommend(m.model, rows, cfg.top_k, device=device), args.recs_dir / f"{split_name}.parquet")
     publish_checkpoint(ckpt_tmp, args.model_dir)
     zeroed = int((~features.warm[1:]).sum()) if rep in FUSION_KINDS and cfg.model.zero_cold_ids else 0
     write_json({"model": args.run, **facts, "zeroed_id_rows": zeroed, "peak_memory_mb": peak_memory_mb(device)},

@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.cold import cold_pools
 from lib.config import ConfigError, from_dict
-from lib.evaluate import EvaluateConfig, align, evaluate_run, loaded_ranks, slices, stored_ranks
+from lib.evaluate import (
+    EvaluateConfig,
+    align,
+    cold_control,
+    evaluate_run,
+    loaded_ranks,
+    slices,
+    stored_ranks,
+)
 from lib.metrics import per_user_metrics
 from tests.conftest import eval_rows, ranked_lists
 
@@ -72,7 +81,7 @@ def test_filter_seen_switch_by_hand():
                           "history_length": [2], "target_cold": [False], "user_cold": [False]})
     recs = {s: pd.DataFrame({"user": [0], "items": [[4, 2, 8, 5]]}) for s in ("val", "test")}
     items = pd.DataFrame({"item": np.arange(1, 11)})
-    cfg = EvaluateConfig(ks=(1, 3))
+    cfg = EvaluateConfig(ks=(1, 3), control_k=3)
     on = evaluate_run({"val": truth, "test": truth}, recs, items, cfg)
     off = evaluate_run({"val": truth, "test": truth}, recs, items, dataclasses.replace(cfg, filter_seen=False))
     assert on.metrics["test/hr@1"] == 1.0 and on.metrics["test/coverage@3"] == pytest.approx(2 / 10)  # {8, 5}
@@ -117,6 +126,12 @@ def workspace(tmp_path):
         truth.to_parquet(tmp_path / "split" / f"{split}.parquet")
         _recs(truth, seed + 10, 0.5).to_parquet(tmp_path / "recs" / f"{split}.parquet")
     pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}).to_parquet(tmp_path / "items.parquet")
+    # training data without items 1-5: they are the `untrained` pool; 1-3 are in the training part (validation)
+    train = pd.DataFrame({"user": 0, "item": np.arange(6, N_ITEMS + 1), "timestamp": 1})
+    train.to_parquet(tmp_path / "split/train.parquet")
+    pd.concat([train, pd.DataFrame({"user": 1, "item": [1, 2, 3], "timestamp": 5})]) \
+        .to_parquet(tmp_path / "split/train_full.parquet")
+    (tmp_path / "split/split.json").write_text(json.dumps({"t_test": 10, "retrain_on_validation": False}))
     (tmp_path / "params.yaml").write_text("evaluate:\n  ks: [5, 10, 20]\n")
     (tmp_path / "results/r/run.json").write_text(json.dumps({"name": "r", "protocol": "gts"}))
     return tmp_path
@@ -139,6 +154,8 @@ def test_stage_end_to_end(stage, workspace):
     test = ranks[ranks["split"] == "test"]
     assert test["user"].tolist() == pd.read_parquet(workspace / "split/test.parquet")["user"].tolist()
     assert ((test["rank"] >= 1) & (test["rank"] <= 10)).mean() == pytest.approx(flat["test/hr@10"], abs=1e-6)
+    assert flat["test/cold_pool/untrained/items"] == 5 and flat["test/cold_pool/known_at_test/items"] == 3
+    assert {"pool_untrained", "control_known_at_test/hr@10"} <= set(ranks.columns)
 
 
 def test_stage_names_a_missing_user_or_file(stage, workspace):
@@ -150,3 +167,68 @@ def test_stage_names_a_missing_user_or_file(stage, workspace):
     with pytest.raises(SystemExit, match="input not found: .*recs/test.parquet"):
         stage.main(_argv(workspace))
     assert not (workspace / "metrics/eval/r.json").exists()
+
+
+def test_cold_control_by_hand():
+    pool = np.zeros(11, dtype=bool)
+    pool[[7, 8, 9, 10]] = True
+    top = np.array([[2, 8, 3, 10], [8, 2, 3, 4]])
+    ctl = cold_control(top, [[7, 1], [5]], np.array([9, 1]), pool, [2, 4])
+    # user 0: 3 unseen pool items (7 is seen), target 9 reachable, pool items at ranks 2 and 4
+    assert ctl["reachable"].tolist() == [True, False]
+    assert ctl["cold_slots@2"].tolist() == [1, 1] and ctl["cold_slots@4"].tolist() == [2, 1]
+    assert ctl["hr@4"][0] == pytest.approx(2 / 3) and ctl["hr@2"][0] == pytest.approx(1 / 3)
+    assert ctl["ndcg@4"][0] == pytest.approx((1 / np.log2(3) + 1 / np.log2(5)) / 3)
+    assert ctl["mrr@4"][0] == pytest.approx((1 / 2 + 1 / 4) / 3)
+    assert ctl["hr@4"][1] == 0.0 and ctl["ndcg@4"][1] == 0.0  # a warm target is never reached by chance
+
+
+def test_cold_control_matches_random_refills():
+    """The exact expectation equals the mean over many random refills of the same slots."""
+    rng = np.random.default_rng(0)
+    n, n_users = 30, 40
+    pool = np.zeros(n + 1, dtype=bool)
+    pool[rng.choice(np.arange(1, n + 1), 8, replace=False)] = True
+    hist = [rng.choice(np.arange(1, n + 1), 4, replace=False) for _ in range(n_users)]
+    targets = np.array([rng.choice(np.setdiff1d(np.flatnonzero(pool), h)) if u % 2 else rng.integers(1, n + 1)
+                        for u, h in enumerate(hist)])
+    top = np.stack([rng.choice(np.setdiff1d(np.arange(1, n + 1), h), 6, replace=False) for h in hist])
+    ctl = cold_control(top, hist, targets, pool, [6])
+    hits, ndcg = np.zeros(n_users), np.zeros(n_users)
+    draws = 4000
+    for u in range(n_users):
+        slots = np.flatnonzero(pool[top[u]])
+        cand = np.setdiff1d(np.flatnonzero(pool), hist[u])
+        for _ in range(draws):
+            fill = rng.choice(cand, len(slots), replace=False)
+            pos = slots[fill == targets[u]]
+            hits[u] += len(pos) > 0
+            ndcg[u] += (1 / np.log2(pos + 2)).sum()
+    assert np.abs(ctl["hr@6"] - hits / draws).max() < 0.03
+    assert np.abs(ctl["ndcg@6"] - ndcg / draws).max() < 0.03
+    assert ctl["hr@6"].mean() == pytest.approx(hits.mean() / draws, abs=0.005)
+
+
+def test_cold_pools_and_control_metrics_in_the_run_evaluation():
+    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), known_items=np.array([1, 2, 3]))
+    assert np.flatnonzero(pools["untrained"]).tolist() == list(range(4, 11))
+    assert np.flatnonzero(pools["known_at_test"]).tolist() == []  # nothing new in the training part
+    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), known_items=np.array([1, 2, 3, 9]))
+    assert np.flatnonzero(pools["known_at_test"]).tolist() == [9]
+    assert set(cold_pools(10, np.array([1]), ("untrained", "known_at_test"))) == {"untrained"}
+    with pytest.raises(ValueError, match="unknown cold pool 'new'"):
+        cold_pools(10, np.array([1]), ("new",))
+    truth = pd.DataFrame({"user": [0, 1], "history": [[1], [2]], "target": [9, 3], "target_timestamp": [0, 0],
+                          "history_length": [1, 1], "target_cold": [True, False], "user_cold": [False, False]})
+    recs = {s: pd.DataFrame({"user": [0, 1], "items": [[4, 9, 2], [3, 5, 6]]}) for s in ("val", "test")}
+    ev = evaluate_run({"val": truth, "test": truth}, recs, pd.DataFrame({"item": np.arange(1, 11)}),
+                      EvaluateConfig(ks=(1, 2), control_k=2), pools=pools)
+    m = ev.metrics
+    # untrained pool = 4..10 (7 items, none seen); user 0's list has pool items at ranks 1 and 2
+    assert m["test/cold_pool/untrained/targets"] == 1 and m["test/cold_pool/untrained/model/hr@2"] == 1.0
+    assert m["test/cold_pool/untrained/control/hr@2"] == pytest.approx(2 / 7)
+    assert m["test/cold_pool/untrained/cold_slots@2"] == pytest.approx((2 + 1) / 2)  # user 1: 5 at rank 2
+    assert m["test/cold_pool/known_at_test/control/hr@2"] == pytest.approx(1.0)  # the pool is {9}: 9 at rank 2
+    test = ev.per_user[ev.per_user["split"] == "test"]
+    assert test["pool_untrained"].tolist() == [True, False]
+    assert test["control_untrained/hr@2"].tolist() == pytest.approx([2 / 7, 0.0])

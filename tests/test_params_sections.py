@@ -5,7 +5,7 @@ value (and what lies below them). What a stage script reads is found in its sour
 `load_section(args.params, "<section>", ...)` calls, and the table loaders of lib/runs.py
 (`load_table_entry(prm, "<table>", name, "<section>", ...)`: the section plus its own entry
 `<table>.${key}`; `load_run(prm, <family>, name, ...)`: its own `runs.<family>.${key}` plus the
-backbone's section, `${item.backbone}` in dvc.yaml, or `gpt2_sid` for generators).
+backbone's section, `${item.backbone}` in dvc.yaml, or a generator family's own, lib.runs.FAMILY_SECTIONS).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from lib.runs import FAMILY_SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DVC = {name: stage.get("do", stage)  # a foreach stage's body
@@ -44,7 +46,7 @@ def params_read(stage: dict) -> set[str]:
             out |= {_const(node.args[3]), f"{_const(node.args[1])}.${{key}}"}
         elif fn == "load_run":
             family = _const(node.args[1]) or re.search(r"--family (\S+)", stage["cmd"]).group(1)
-            out |= {f"runs.{family}.${{key}}", "gpt2_sid" if family == "generators" else "${item.backbone}"}
+            out |= {f"runs.{family}.${{key}}", FAMILY_SECTIONS.get(family, "${item.backbone}")}
     return out
 
 

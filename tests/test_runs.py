@@ -13,6 +13,7 @@ import yaml
 from lib.config import ConfigError
 from lib.data.split import SplitConfig
 from lib.models.config import SeqRecConfig
+from lib.rpg.config import RPGConfig
 from lib.runs import (
     FAMILIES,
     REPRESENTATIONS,
@@ -248,7 +249,7 @@ def test_real_run_parses_and_loads(family, name):
     if spec.tokenizer is not None:
         assert spec.tokenizer in PARAMS["tokenizers"]
         assert PARAMS["tokenizers"][spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
-    cls = GPT2SidConfig if family == "generators" else SeqRecConfig
+    cls = {"generators": GPT2SidConfig, "parallel_generators": RPGConfig}.get(family, SeqRecConfig)
     _, cfg = load_run(PARAMS, family, name, cls)
     assert isinstance(cfg, cls)
 
@@ -276,3 +277,11 @@ def test_real_study_core_and_report_baseline_exist():
         assert any(s.backbone == base["backbone"] and s.representation == base["representation"]
                    and s.protocol == protocol
                    for s in (parse_run(f, n, PARAMS["runs"][f][n]) for f, n in REAL_RUNS)), protocol
+
+
+def test_codes_of_another_protocol_are_refused():
+    from lib.runs import check_codes_protocol
+    check_codes_protocol({"protocol": "gts"}, "gts", "codes/x")
+    check_codes_protocol({}, "loo", "codes/x")  # codes without a protocol (hand-made) are not checked
+    with pytest.raises(ValueError, match="codes/x was fit under protocol 'loo', the run uses 'gts'"):
+        check_codes_protocol({"protocol": "loo"}, "gts", "codes/x")

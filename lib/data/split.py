@@ -10,14 +10,17 @@ model is fit on lies after the time of any target it is evaluated on.
 the test target and the second-to-last the validation target. It leaks the future across
 users (a test target of one user may predate another user's training items).
 
-Input frame: (user, item, timestamp) sorted chronologically per user (preprocess output).
+Input frame: (user, item, timestamp) sorted chronologically per user (preprocess output), ties in
+raw file order. Beam has day resolution and its raw file is grouped by item, so that order is not
+the user's: `tie_break: random` reorders each user's same-timestamp interactions by a seeded
+shuffle before splitting, so neither the choice of target nor the input order follows it.
 Evaluation rows: user, history (list of items, oldest first), target, target_timestamp,
 history_length, target_cold, user_cold. Cold = no interaction in the data the evaluated
 model is fit on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -32,6 +35,8 @@ class SplitConfig:
     quantile: float = 0.9  # global_temporal: cut-off quantile of the timestamps
     validation: Literal["by_time"] = "by_time"  # global_temporal: how validation is cut from training
     retrain_on_validation: bool = False  # final model trains on train+validation period
+    tie_break: Literal["file_order", "random"] = "file_order"  # order of a user's same-timestamp interactions
+    tie_seed: int = 0  # tie_break random: the shuffle's seed
 
     def validate(self) -> None:
         if not 0.0 < self.quantile < 1.0:
@@ -44,7 +49,19 @@ class Split:
     train_full: pd.DataFrame  # train + the validation period (retrain_on_validation)
     val: pd.DataFrame  # evaluation rows, EVAL_COLUMNS
     test: pd.DataFrame  # evaluation rows, EVAL_COLUMNS
-    info: dict  # cut-offs and counts for metrics/split.json
+    info: dict  # cut-offs and counts: data/split/<protocol>/split.json and metrics/split/<protocol>.json
+    # protocol diagnostics (tie order, same-day and repeat targets): metrics only, so that adding one
+    # leaves the split directory, a dependency of every run, byte-identical
+    stats: dict = field(default_factory=dict)
+
+
+def shuffle_ties(inter: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Reorder each user's same-timestamp rows by a seeded random key; users and times keep their order."""
+    u, t = inter["user"].to_numpy(), inter["timestamp"].to_numpy()
+    if len(u) > 1 and not np.all((u[1:] > u[:-1]) | ((u[1:] == u[:-1]) & (t[1:] >= t[:-1]))):
+        raise ValueError("interactions must be sorted by user, then timestamp")
+    key = np.random.default_rng(seed).random(len(inter))
+    return inter.iloc[np.lexsort((key, t, u))].reset_index(drop=True)
 
 
 def _quantile_time(ts: pd.Series, q: float) -> int:
@@ -77,6 +94,8 @@ def _eval_rows(df: pd.DataFrame, is_target: np.ndarray) -> pd.DataFrame:
             "history_length": pos[idx],
         }
     )
+    prev = np.maximum(idx - 1, 0)  # the history's latest row (a target with history_length > 0 has one)
+    rows["same_day"] = df["timestamp"].to_numpy()[prev] == rows["target_timestamp"].to_numpy()
     return rows[rows["history_length"] > 0].reset_index(drop=True)
 
 
@@ -95,6 +114,13 @@ def _flag_cold(rows: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
     return rows[EVAL_COLUMNS]
 
 
+def _same_day(val: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """Share of targets on the same timestamp (day) as the latest item of their input: their place in
+    the sequence is decided by the tie order alone."""
+    return {f"{n}_same_day_target_fraction": round(float(r["same_day"].mean()), 4) if len(r) else 0.0
+            for n, r in (("val", val), ("test", test))}
+
+
 def global_temporal(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
     t_test = _quantile_time(inter["timestamp"], cfg.quantile)
     test, part = _holdout_after(inter, t_test)
@@ -103,7 +129,7 @@ def global_temporal(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
     final_fit = part if cfg.retrain_on_validation else train
     info = {"t_test": t_test, "t_val": t_val, "training_part_interactions": len(part),
             "training_part_users": int(part["user"].nunique())}
-    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), info)
+    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), info, _same_day(val, test))
 
 
 def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
@@ -115,12 +141,14 @@ def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
     train = inter[(rank_from_end >= 2) | ((n == 2) & (rank_from_end == 1))].reset_index(drop=True)
     part = inter[(rank_from_end >= 1)].reset_index(drop=True)
     final_fit = part if cfg.retrain_on_validation else train
-    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), {})
+    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), {}, _same_day(val, test))
 
 
 def split(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
     """Split chronological interactions by `cfg.type`; fill `info` with the split's statistics."""
     inter = inter[["user", "item", "timestamp"]]
+    if cfg.tie_break == "random":
+        inter = shuffle_ties(inter, cfg.tie_seed)
     s = global_temporal(inter, cfg) if cfg.type == "global_temporal" else leave_one_out(inter, cfg)
     fit = s.train_full if cfg.retrain_on_validation else s.train
     info = {"type": cfg.type, **s.info}
@@ -136,5 +164,9 @@ def split(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
         test_mean_history_length=round(float(s.test["history_length"].mean()), 4) if len(s.test) else 0.0,
         retrain_on_validation=cfg.retrain_on_validation,
     )
+    s.stats = {"tie_break": cfg.tie_break, **s.stats}
+    for name, rows in (("val", s.val), ("test", s.test)):  # unreachable once seen items are removed
+        s.stats[f"{name}_repeat_targets"] = int(sum(y in set(h) for h, y in zip(rows["history"], rows["target"],
+                                                                             strict=True)))
     s.info = info
     return s

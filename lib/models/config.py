@@ -16,6 +16,7 @@ class ModelConfig:
     max_len: int = 50  # history length the model reads (most recent items)
     adapter_hidden: int = 0  # content adapter: 0 = linear map, > 0 = MLP of this width
     zero_cold_ids: bool = True  # ID rows / code n-grams only items without training interaction use stay 0
+    code_pool: Literal["sum", "mean"] = "sum"  # sid_*: the item vector = sum or mean of its code embeddings
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:

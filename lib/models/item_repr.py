@@ -18,6 +18,10 @@ content variant changes the scores of *all* items, cold ones included.
                    pair (their n-gram variant with n = 2); only pairs some item has get a row.
 - sid_plus_id:     sid_unigram + a learned ID table.
 
+With a long parallel code (m product-quantisation digits, lib/tokenizers/pq.py) sid_unigram is the
+VQ-Rec item encoder (Hou et al., WWW 2023): one table per digit, the item vector pooled over its m
+digit embeddings (`code_pool`: sum, or mean so the scale does not grow with m).
+
 When `ItemFeatures.warm` is given (params `model.zero_cold_ids`), parameters that only items
 without a training interaction use are fixed at zero: their ID rows in the fusion variants
 (content_plus_id, sid_plus_id) and the code n-grams no warm item has (sid_*; mostly bigrams).
@@ -90,9 +94,10 @@ class ItemRepresentation(nn.Module):
     """Produces the item matrix E (N+1, d) for one representation variant."""
 
     def __init__(self, kind: Representation, n_items: int, d: int, features: ItemFeatures | None = None,
-                 adapter_hidden: int = 256, init_std: float = 0.02):
+                 adapter_hidden: int = 256, init_std: float = 0.02, code_pool: str = "sum"):
         super().__init__()
         self.kind = kind
+        self.code_pool = code_pool
         self.n_items = n_items
         features = features or ItemFeatures()
         content = features.content
@@ -157,7 +162,7 @@ class ItemRepresentation(nn.Module):
             parts = [t(self.code_ids[:, i]) for i, t in enumerate(self.code_tables)]
             if self.code_mask is not None:
                 parts = [p * self.code_mask[:, i:i + 1] for i, p in enumerate(parts)]
-            e = e + sum(parts)
+            e = e + (sum(parts) / len(parts) if self.code_pool == "mean" else sum(parts))
         if not isinstance(e, int):
             e = e * (torch.arange(e.shape[0], device=e.device) > 0).unsqueeze(1)  # padding row = 0
         if self.table is not None:

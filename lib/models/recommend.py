@@ -1,5 +1,6 @@
-"""Top-K recommendation lists from a trained SeqRec: the one decoding for validation and test.
+"""Top-K recommendation lists from a model that scores every item: the one decoding for validation and test.
 
+Any model with `score_last(seq, lengths) -> (B, N+1)`, `n_items` and `cfg.max_len` (SeqRec, RPG).
 Lists are *unfiltered*: each user gets top_k + (number of distinct history items), so that
 the evaluator can remove seen items (its explicit policy) and still have top_k left.
 """
@@ -12,7 +13,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib.models.data import HistoryDataset
-from lib.models.seqrec import SeqRec
 
 
 def list_lengths(histories: list, top_k: int, n_items: int) -> np.ndarray:
@@ -29,7 +29,7 @@ def top_items(scores: torch.Tensor, lengths: np.ndarray) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def recommend(model: SeqRec, rows: pd.DataFrame, top_k: int, batch_size: int = 256,
+def recommend(model: torch.nn.Module, rows: pd.DataFrame, top_k: int, batch_size: int = 256,
               device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
     """Evaluation rows (user, history) -> DataFrame(user, items) of ranked item lists."""
     model.eval().to(device)

@@ -22,7 +22,8 @@ class SeqRec(nn.Module):
         features = features or ItemFeatures()
         if not cfg.zero_cold_ids:
             features = dataclasses.replace(features, warm=None)
-        self.items = ItemRepresentation(representation, n_items, cfg.d_model, features, cfg.adapter_hidden)
+        self.items = ItemRepresentation(representation, n_items, cfg.d_model, features, cfg.adapter_hidden,
+                                        code_pool=cfg.code_pool)
         self.backbone = BACKBONES[backbone](cfg)
 
     def hidden(self, seq: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,7 @@ class DecodeConfig:
     exclude_seen: bool = True  # never generate an item of the user's input
     cold_every: int = 0  # TIGER's cold-start rule: every n-th rank holds an unseen-in-training item; 0 = off
     cold_prefix: int = 2  # ... one sharing its first this-many codes with a generated item, in beam order
+    cold_pool: Literal["untrained", "known_at_test"] = "untrained"  # the rule's candidates (lib/cold.py)
 
     def validate(self) -> None:
         if self.beam_width < 1 or self.batch_size < 1:

@@ -25,7 +25,7 @@ from lib.sid.model import SidGPT2
 from lib.sid.recommend import autocast, decode_users
 from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab, column_masks
-from lib.trainer import VAL_METRIC, fit_early_stopping
+from lib.trainer import VAL_METRIC, accelerator, fit_early_stopping
 
 log = logging.getLogger(__name__)
 VOCAB_KEYS = ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")
@@ -93,25 +93,37 @@ def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return val.iloc[idx].reset_index(drop=True)
 
 
-def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, val: pd.DataFrame, ckpt_dir: str,
-        logger=None, progress: bool = True) -> tuple[SidModule, dict]:
-    """Train with early stopping on beam-search NDCG@10; return the best module and training facts."""
+def _module(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame,
+            cold: np.ndarray | None) -> tuple[SidModule, DataLoader, list]:
+    """A fresh seeded module with its trie and cold items, and the loader of `train`'s sequences."""
     tc = cfg.train
     L.seed_everything(tc.seed, workers=True, verbose=False)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     module = SidModule({k: meta[k] for k in VOCAB_KEYS}, asdict(cfg.model), asdict(tc), asdict(cfg.decode),
                        cfg.top_k)
-    trie = SidTrie(vocab.codes, vocab.sizes)
-    module.vocab, module.trie = vocab, trie
-    module.cold_items = cold_items(train, vocab.n_items)
-    module.val_rows = validation_subset(val, tc.val_users, tc.seed)
+    module.vocab, module.trie = vocab, SidTrie(vocab.codes, vocab.sizes)
+    module.cold_items = cold_items(train, vocab.n_items) if cold is None else np.asarray(cold, dtype=np.int64)
     users, seqs = user_sequences(train, cfg.model.max_len)
-    ds = SidSequenceDataset(users, seqs, vocab, trie.node_of)
+    ds = SidSequenceDataset(users, seqs, vocab, module.trie.node_of)
     sampler = LengthBucketSampler(ds.lengths(), tc.batch_size, tc.seed, tc.length_pool)
-    train_loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate, num_workers=tc.num_workers)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate, num_workers=tc.num_workers)
+    module.targets_per_batch = sum(len(s) * vocab.n_levels for s in seqs) / max(1, len(sampler))
+    return module, loader, seqs
+
+
+def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, val: pd.DataFrame, ckpt_dir: str,
+        logger=None, progress: bool = True, cold: np.ndarray | None = None) -> tuple[SidModule, dict]:
+    """Train with early stopping on beam-search NDCG@10; return the best module and training facts.
+
+    cold: the cold-start rule's candidate items (decode.cold_every); default: the items without an
+    interaction in `train`.
+    """
+    tc = cfg.train
+    module, train_loader, seqs = _module(cfg, vocab, meta, train, cold)
+    trie = module.trie
+    module.val_rows = validation_subset(val, tc.val_users, tc.seed)
     n_targets = sum(len(s) * vocab.n_levels for s in seqs)
-    module.targets_per_batch = n_targets / max(1, len(sampler))
     lengths = np.array([min(len(h), cfg.model.max_len) for h in module.val_rows["history"]])
     val_loader = DataLoader(length_batches(lengths, cfg.decode.batch_size), batch_size=None)
     log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users decoded, vocab %d",
@@ -125,3 +137,20 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
     }
     trie.to("cpu")  # with the module: the caller picks the decoding device
     return module.cpu(), facts
+
+
+def refit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train_full: pd.DataFrame, epochs: int,
+          cold: np.ndarray | None = None, progress: bool = True) -> SidModule:
+    """Retrain from scratch on train + validation period for the epoch count chosen on validation.
+
+    Used with split.retrain_on_validation, as lib.models.training.refit: validation targets are in
+    the training data now, so nothing is validated and the last epoch is the model.
+    """
+    tc = cfg.train
+    module, loader, _ = _module(cfg, vocab, meta, train_full, cold)
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
+                        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
+                        enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)
+    trainer.fit(module, loader)
+    module.trie.to("cpu")
+    return module.cpu()

@@ -1,13 +1,15 @@
 """Semantic IDs from any tokenizer's raw codes: the collision level, the token layout, diagnostics.
 
-A tokenizer (RQ-VAE, residual k-means, random codes or LSH) maps item i to raw codes
+A tokenizer (RQ-VAE, residual k-means, random codes, LSH, PQ or OPQ) maps item i to raw codes
 (L,), code c of level l in [0, sizes[l]). Items may share all L codes (identical or near-identical
 content); as in TIGER (Rajput et al. 2023, §3.1) and GRID, one extra level numbers the items of
 each such group 0, 1, 2, ... in item id order, so every full ID is unique.
 
 The generator sees a tokenizer only through what `semantic_ids` returns (written by the stage):
   codes (N+1, L+1) int64: row i = item i's Semantic ID, row 0 = -1 (padding has no codes);
-  meta: sizes per column (the last = largest collision group), token offsets and vocab size.
+  meta: sizes per column (the last = largest collision group), token offsets and vocab size; for PQ/OPQ
+    (RPG) also `parallel: true`: the L digits are codes of L sub-spaces, unordered, none coarser than
+    another (absent for the residual and hashing tokenizers, whose levels are read in order).
 Code c of column j is token `token_offsets[j] + c`; tokens 0..2 are pad/bos/eos, so no code is
 ever read as padding and the columns' token ranges do not overlap.
 """
@@ -113,13 +115,15 @@ def collision_stats(raw: np.ndarray) -> dict:
             "unique_prefixes": len(counts)}
 
 
-def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str) -> tuple[np.ndarray, dict, dict]:
+def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str,
+                 parallel: bool = False) -> tuple[np.ndarray, dict, dict]:
     """A tokenizer's raw codes of items 1..N as unique Semantic IDs.
 
     raw: (N, L) ints, column l in [0, sizes[l]). Returns
       codes (N+1, L+1) int64: row 0 = -1, last column = collision level (`collision_level`);
       meta: method, levels (L), n_levels (L+1), codebook_sizes (L+1; the last = largest group, >= 1),
-        special_tokens, token_offsets, vocab_size, n_items;
+        special_tokens, token_offsets, vocab_size, n_items, and `parallel: true` if `parallel`
+        (unordered digits; the key is left out otherwise, so the other methods' meta.json is unchanged);
       diagnostics: `level_stats` of the L levels and `collision_stats`.
     """
     raw = np.asarray(raw, dtype=np.int64)
@@ -136,6 +140,8 @@ def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str) -> tuple[np
     meta = {"method": method, "levels": len(sizes), "n_levels": len(all_sizes), "codebook_sizes": all_sizes,
             "special_tokens": dict(SPECIAL_TOKENS), "token_offsets": offsets, "vocab_size": vocab,
             "n_items": len(raw), "rows": "row i = item id i; row 0 = padding (all -1); last column = collision level"}
+    if parallel:
+        meta["parallel"] = True
     diagnostics = {**level_stats(raw, sizes), **collision_stats(raw)}
     log.info("%s: %d items, %.2f%% in %d colliding groups (largest %d); vocab %d", method, len(raw),
              100 * diagnostics["collision_rate"], diagnostics["colliding_groups"], diagnostics["largest_group"], vocab)

@@ -12,7 +12,7 @@ Optional diversity term (`diversity_weight` > 0), after the code-assignment-dive
 
 Input: content embeddings (N+1, D), row 0 = padding. Output: raw codes (N, levels) of items 1..N;
 lib/tokenizers/codes.py makes them unique Semantic IDs. `RQVAEConfig` is the whole `rqvae` params
-section, whose `method` also picks the network-free tokenizers (rqkmeans.py, simple.py).
+section, whose `method` also picks the network-free tokenizers (rqkmeans.py, simple.py, pq.py).
 """
 from __future__ import annotations
 
@@ -39,8 +39,10 @@ EVAL_BATCH = 8192  # items per no-grad forward pass when encoding
 @dataclass(frozen=True)
 class RQVAEConfig:
     """The `rqvae` stage's params. rqkmeans reads levels, codebook_size, fit_items, seed, device and threads;
-    random and lsh read levels, codebook_size and seed; rqvae reads everything."""
-    method: Literal["rqvae", "rqkmeans", "random", "lsh"] = "rqvae"  # tokenizer: RQ-VAE | residual k-means | ablations
+    random and lsh read levels, codebook_size and seed; pq and opq read levels, codebook_size, fit_items,
+    seed, threads and pq_iters (opq also opq_iters); rqvae reads everything but pq_iters and opq_iters."""
+    # tokenizer: RQ-VAE | residual k-means | ablations | (optimised) product quantisation (pq.py; RPG: opq)
+    method: Literal["rqvae", "rqkmeans", "random", "lsh", "pq", "opq"] = "rqvae"
     latent_dim: int = 32  # width of the quantised latent z (TIGER: 32)
     hidden: tuple[int, ...] = (512, 256, 128)  # encoder MLP widths (ReLU); the decoder mirrors them
     levels: int = 3  # residual codebooks = semantic code levels (TIGER: 3)
@@ -59,9 +61,11 @@ class RQVAEConfig:
     device: str = "auto"  # auto = cuda if available else cpu; or any torch device string
     threads: int = 0  # CPU threads for torch; 0 = torch's default (identical codes need the same count)
     diversity_weight: float = 0.0  # weight of the code-usage diversity term (LETTER-style; `usage_deficit`); 0 = off
+    pq_iters: int = 25  # pq/opq: k-means iterations of each sub-space's codebook (faiss's default)
+    opq_iters: int = 50  # opq: alternations of PQ fit and rotation update (faiss's default)
 
     def validate(self) -> None:
-        for name in ("latent_dim", "levels", "batch_size", "epochs"):
+        for name in ("latent_dim", "levels", "batch_size", "epochs", "pq_iters", "opq_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if any(h < 1 for h in self.hidden):
@@ -85,6 +89,9 @@ class RQVAEConfig:
         if self.method == "lsh" and self.codebook_size & (self.codebook_size - 1):
             raise ValueError(f"codebook_size: method lsh needs a power of two (a code = log2(codebook_size) "
                              f"sign bits), got {self.codebook_size}")
+        if self.method in ("pq", "opq") and self.codebook_size & (self.codebook_size - 1):
+            raise ValueError(f"codebook_size: method {self.method} needs a power of two (faiss codes of "
+                             f"log2(codebook_size) bits), got {self.codebook_size}")
         if self.device != "auto":
             try:
                 torch.device(self.device)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.data.split import EVAL_COLUMNS, SplitConfig, split
+from lib.data.split import EVAL_COLUMNS, SplitConfig, shuffle_ties, split
 from tests.conftest import random_interactions
 
 # user -> [(item, timestamp)], chronological. 17 timestamps, so q=0.75 lands exactly on the 13th.
@@ -187,3 +187,49 @@ def test_leave_one_out_invariants(seed):
     assert len(s.train_full) == len(s.train) + len(s.val)
     np.testing.assert_array_equal(s.val["target_cold"], ~s.val["target"].isin(set(s.train["item"])))
     np.testing.assert_array_equal(s.test["target_cold"], ~s.test["target"].isin(set(s.train["item"])))
+
+
+# Same-day ties: user 0 has 3 items on day 5 (file order 1, 2, 3) after one on day 1; user 1 two on day 9.
+TIES = {0: [(4, 1), (1, 5), (2, 5), (3, 5)], 1: [(5, 2), (6, 9), (7, 9)], 2: [(1, 3), (5, 4)]}
+
+
+def test_file_order_ties_and_same_day_and_repeat_counts_by_hand():
+    s = split(_frame(TIES), SplitConfig(type="leave_one_out"))
+    assert _eval(s.test)[0][:2] == ([4, 1, 2], 3)  # file order: the last row of the day is the target
+    # test targets on the day of their input's latest item: users 0 and 1, not 2
+    assert s.stats["test_same_day_target_fraction"] == round(2 / 3, 4)
+    # validation (users with >= 3): user 0's 2@5 follows 1@5, user 1's 6@9 follows 5@2
+    assert s.stats["val_same_day_target_fraction"] == 0.5
+    assert s.stats["tie_break"] == "file_order" and s.stats["test_repeat_targets"] == 0
+    rep = split(_frame({0: [(1, 1), (2, 2), (1, 3)], 1: [(3, 1), (4, 2)]}), SplitConfig(type="leave_one_out"))
+    assert rep.stats["test_repeat_targets"] == 1 and rep.stats["val_repeat_targets"] == 0
+
+
+def test_random_tie_break_permutes_only_within_a_users_day_and_is_seeded():
+    inter = random_interactions(n_users=80, n_items=30, seed=3)
+    inter["timestamp"] //= 7  # coarse days: many ties
+    inter = inter.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
+    a = split(inter, SplitConfig(type="leave_one_out", tie_break="random", tie_seed=1))
+    b = split(inter, SplitConfig(type="leave_one_out", tie_break="random", tie_seed=1))
+    c = split(inter, SplitConfig(type="leave_one_out", tie_break="random", tie_seed=2))
+    base = split(inter, SplitConfig(type="leave_one_out"))
+    for x in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(getattr(a, x), getattr(b, x))  # same seed, same split
+    assert not a.test["target"].equals(c.test["target"]) and not a.test["target"].equals(base.test["target"])
+    assert a.info == base.info  # counts unchanged: the same rows, users and cut-offs
+    for x in ("val", "test"):  # the same users and target days
+        assert a.__dict__[x][["user", "target_timestamp"]].equals(base.__dict__[x][["user", "target_timestamp"]])
+    for r, q in zip(a.test.itertuples(), base.test.itertuples(), strict=True):  # test: all of a user's items
+        assert sorted(r.history + [r.target]) == sorted(q.history + [q.target])
+    shuffled = shuffle_ties(inter, 1)  # rows move only within their (user, day), and some do move
+    key = ["user", "timestamp"]
+    assert shuffled[key].equals(inter[key]) and not shuffled["item"].equals(inter["item"])
+    assert (shuffled.groupby(key)["item"].apply(sorted) == inter.groupby(key)["item"].apply(sorted)).all()
+    g = split(inter, SplitConfig(quantile=0.7, tie_break="random", tie_seed=1))  # temporal: same training rows
+    g0 = split(inter, SplitConfig(quantile=0.7))
+    assert sorted(_rows(g.train)) == sorted(_rows(g0.train)) and g.info == g0.info
+
+
+def test_random_tie_break_refuses_unsorted_input():
+    with pytest.raises(ValueError, match="sorted by user, then timestamp"):
+        split(_frame({0: [(1, 5), (2, 1)]}), SplitConfig(tie_break="random"))

@@ -248,3 +248,14 @@ def test_code_ngrams_only_cold_items_have_stay_zero():
         assert torch.all(e[9] == 0) and torch.all(e[1:9].abs().sum(1) > 0)
         free = model("sasrec", rep, sid=c, warm=None).items().detach()
         assert torch.all(free[9] != 0)
+
+
+def test_mean_pooling_of_a_long_code_is_the_sum_over_its_length():
+    """code_pool mean (VQ-Rec-like long codes): the same tables, the vector divided by the number of digits."""
+    import dataclasses
+    c = codes(4, levels=8, k=16)  # a long parallel code: 8 digits
+    s = model("gpt2", "sid_unigram", sid=c)
+    m = model("gpt2", "sid_unigram", sid=c, cfg=dataclasses.replace(CFG, code_pool="mean"))
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(s.items.code_tables, m.items.code_tables, strict=True))
+    assert torch.allclose(m.items(), s.items() / 8)
+    assert torch.equal(m.items()[0], torch.zeros(16))

@@ -23,15 +23,17 @@ PARAMS = {"sasrec": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "drop
                                                      "set": {"train.max_epochs": 1}}}}}
 
 
-def _inputs(tmp: Path) -> list[str]:
+def _inputs(tmp: Path, refit: bool = False) -> list[str]:
     train, val = tiny_split()
     train = train[train["item"] != N_ITEMS]  # the last item gets no training interaction: cold
     split = tmp / "split"
     split.mkdir()
     train.to_parquet(split / "train.parquet")
+    targets = pd.DataFrame({"user": val["user"], "item": val["target"], "timestamp": 5})  # the validation period
+    pd.concat([train, targets]).sort_values(["user", "timestamp"]).to_parquet(split / "train_full.parquet")
     val.to_parquet(split / "val.parquet")
     val.to_parquet(split / "test.parquet")
-    (split / "split.json").write_text(json.dumps({"retrain_on_validation": False}))
+    (split / "split.json").write_text(json.dumps({"retrain_on_validation": refit}))
     pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}).to_parquet(tmp / "items.parquet")
     codes = np.stack([np.arange(N_ITEMS + 1) % 4, np.arange(N_ITEMS + 1) // 4, np.zeros(N_ITEMS + 1, int)], 1)
     codes[0] = -1
@@ -96,3 +98,19 @@ def test_codes_of_another_protocol_are_refused(tmp_path):
     (tmp_path / "codes/meta.json").write_text(json.dumps({"levels": 2, "method": "synthetic", "protocol": "loo"}))
     p = _run(args + ["--run", "tiny_plus_id", "--codes", str(tmp_path / "codes")], tmp_path)
     assert p.returncode != 0 and "protocol 'loo'" in p.stderr
+
+
+def test_refit_split_keeps_validation_lists_of_the_chosen_model(tmp_path):
+    lists = {}
+    for name, refit in (("plain", False), ("refit", True)):
+        d = tmp_path / name
+        d.mkdir()
+        p = _run(_inputs(d, refit) + ["--run", "tiny_plus_id", "--codes", str(d / "codes")], d)
+        assert p.returncode == 0, p.stderr[-3000:]
+        lists[name] = {s: [list(x) for x in pd.read_parquet(d / f"recs/{s}.parquet")["items"]] for s in ("val", "test")}
+    assert lists["refit"]["val"] == lists["plain"]["val"]  # chosen on validation, never refit on its targets
+    assert lists["plain"]["test"] == lists["plain"]["val"]  # test rows = validation rows here
+    assert lists["refit"]["test"] != lists["refit"]["val"]  # the refit model saw the validation targets
+    m = json.loads((tmp_path / "refit/m.json").read_text())
+    assert m["retrained_on_validation_epochs"] == m["best_epoch"] and m["refit_seconds"] >= 0
+    assert m["zeroed_id_rows"] == 0  # the last item is warm in train_full: its ID row is learnt

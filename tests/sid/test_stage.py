@@ -28,17 +28,26 @@ def run_stage(tmp: Path, codes_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp)
 
 
+def write_inputs(tmp: Path, train: pd.DataFrame, val: pd.DataFrame, params: dict = PARAMS,
+                 train_full: pd.DataFrame | None = None, refit: bool = False) -> None:
+    """A split directory (test rows = validation rows), the synthetic codes and params.yaml under `tmp`."""
+    (tmp / "split").mkdir()
+    train.to_parquet(tmp / "split/train.parquet")
+    (train if train_full is None else train_full).to_parquet(tmp / "split/train_full.parquet")
+    val.to_parquet(tmp / "split/val.parquet")
+    val.to_parquet(tmp / "split/test.parquet")
+    (tmp / "split/split.json").write_text(json.dumps({"protocol": "gts", "retrain_on_validation": refit}))
+    codes, meta = sid_codes()
+    (tmp / "codes").mkdir()
+    np.save(tmp / "codes/codes.npy", codes)
+    (tmp / "codes/meta.json").write_text(json.dumps({**meta, "method": "synthetic"}))
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params))
+
+
 def test_stage_writes_lists_checkpoint_and_sid_metrics(tmp_path):
     train, val = cycle_split(n_users=30)
-    (tmp_path / "split").mkdir()
-    train.to_parquet(tmp_path / "split/train.parquet")
-    val.to_parquet(tmp_path / "split/val.parquet")
-    val.to_parquet(tmp_path / "split/test.parquet")
-    codes, meta = sid_codes()
-    (tmp_path / "codes").mkdir()
-    np.save(tmp_path / "codes/codes.npy", codes)
-    (tmp_path / "codes/meta.json").write_text(json.dumps({**meta, "method": "synthetic"}))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    write_inputs(tmp_path, train, val)
+    _, meta = sid_codes()
     p = run_stage(tmp_path, tmp_path / "codes")
     assert p.returncode == 0, p.stderr[-3000:]
     for split in ("val", "test"):
@@ -64,3 +73,45 @@ def test_stage_names_a_missing_codes_file(tmp_path):
     (tmp_path / "codes/meta.json").write_text(json.dumps(meta))
     p = run_stage(tmp_path, tmp_path / "codes")
     assert p.returncode != 0 and "codes.npy" in p.stderr
+
+
+def _lists(tmp: Path, split: str) -> list[list[int]]:
+    return [list(x) for x in pd.read_parquet(tmp / f"recs/{split}.parquet")["items"]]
+
+
+def test_refit_split_takes_validation_lists_from_the_chosen_model_and_test_lists_from_the_refit(tmp_path):
+    train, val = cycle_split(n_users=30)
+    extra = pd.DataFrame([(u, i, 100 + j) for u, h, t in zip(val["user"], val["history"], val["target"], strict=True)
+                          for j, i in enumerate([*h, t])], columns=["user", "item", "timestamp"])  # val period
+    full = pd.concat([train, extra], ignore_index=True)
+    plain, refit = tmp_path / "plain", tmp_path / "refit"
+    for d, is_refit in ((plain, False), (refit, True)):
+        d.mkdir()
+        write_inputs(d, train, val, train_full=full, refit=is_refit)
+        p = run_stage(d, d / "codes")
+        assert p.returncode == 0, p.stderr[-3000:]
+    assert _lists(refit, "val") == _lists(plain, "val")  # the same seeded model, chosen on validation
+    assert _lists(plain, "test") == _lists(plain, "val")  # test rows = validation rows here ...
+    assert _lists(refit, "test") != _lists(refit, "val")  # ... but the refit model saw the targets
+    m = json.loads((refit / "metrics.json").read_text())
+    assert m["retrained_on_validation_epochs"] == m["best_epoch"] and m["refit_seconds"] >= 0
+    assert "refit_seconds" not in json.loads((plain / "metrics.json").read_text())
+
+
+def test_cold_rule_draws_from_the_configured_pool(tmp_path):
+    train, val = cycle_split(n_users=30)
+    train = train[train["item"] < 19]  # 19..24 untrained
+    val = val[~val["history"].apply(lambda h: bool(set(h) & set(range(19, 25))))].reset_index(drop=True)
+    full = pd.concat([train, pd.DataFrame({"user": 0, "item": [19, 20, 21], "timestamp": 99})])  # known 19-21
+    found = {}
+    for pool in ("untrained", "known_at_test"):
+        params = json.loads(json.dumps(PARAMS))
+        params["gpt2_sid"]["decode"] |= {"cold_every": 2, "cold_prefix": 1, "cold_pool": pool}
+        d = tmp_path / pool
+        d.mkdir()
+        write_inputs(d, train, val, params, train_full=full)
+        p = run_stage(d, d / "codes")
+        assert p.returncode == 0, p.stderr[-3000:]
+        found[pool] = {i for x in _lists(d, "test") for i in x if i >= 19}
+    assert found["known_at_test"] and found["known_at_test"] <= {19, 20, 21}
+    assert found["untrained"] - {19, 20, 21}  # the wider pool also injects items unknown at T_test

@@ -195,7 +195,8 @@ def test_diversity_term_spreads_code_use_where_plain_training_under_uses_codes(s
     ({"beta": -1.0}, "rqvae.beta"), ({"dead_code_patience": -1}, "rqvae.dead_code_patience"),
     ({"lr": 0.0}, "rqvae.lr"), ({"fit_items": "test"}, "rqvae.fit_items"), ({"device": "tpu9"}, "rqvae.device"),
     ({"epochs": 1.5}, "rqvae.epochs"), ({"warmup_epochs": 200}, "rqvae.warmup_epochs"),
-    ({"method": "pq"}, "rqvae.method"), ({"diversity_weight": -0.1}, "rqvae.diversity_weight"),
+    ({"method": "vq"}, "rqvae.method"), ({"diversity_weight": -0.1}, "rqvae.diversity_weight"),
+    ({"method": "opq", "codebook_size": 100}, "rqvae.codebook_size"), ({"opq_iters": 0}, "rqvae.opq_iters"),
     ({"method": "lsh", "codebook_size": 100}, "rqvae.codebook_size"), ({"codebooks": 3}, "unknown key"),
 ])
 def test_config_errors_name_the_field(bad, field):

@@ -12,18 +12,23 @@ import pytest
 import torch
 import yaml
 
+from lib.tokenizers import pq
 from lib.tokenizers.rqvae import from_checkpoint, quantize_all
 from tests.tokenizers.conftest import TINY, clusters
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, **params) -> list[str]:
+def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, refit: bool = False,
+                  **params) -> list[str]:
     np.save(tmp / "emb.npy", emb)
     (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
     (tmp / "split").mkdir(exist_ok=True)
-    train_items = np.arange(1, n_items - 9)  # the last 10 items are cold
+    train_items = np.arange(1, n_items - 9)  # the last 10 items are cold; 5 of them are in the validation period
     pd.DataFrame({"user": 0, "item": train_items, "timestamp": 0}).to_parquet(tmp / "split/train.parquet")
+    pd.DataFrame({"user": 0, "item": np.arange(1, n_items - 4), "timestamp": 0}).to_parquet(
+        tmp / "split/train_full.parquet")
+    (tmp / "split/split.json").write_text(json.dumps({"retrain_on_validation": refit}))
     (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32], **params},
                                                      "tokenizers": {"t": entry or {"protocol": "gts"}}}))
     return [sys.executable, str(ROOT / "stages/tokenizer.py"), "--name", "t", "--embeddings", str(tmp / "emb.npy"),
@@ -74,18 +79,42 @@ def test_stage_writes_unique_ids_meta_model_and_metrics(tmp_path):
     assert (tmp_path / "plots/plots/metrics/recon_mse.tsv").is_file()
 
 
+QUANT = {"quant_mse", "quant_rel", "quant_cosine"}
+
+
 @pytest.mark.parametrize("method, fit_count, extra", [
-    ("rqkmeans", 30, {"quant_mse", "quant_rel", "quant_cosine"}), ("random", 0, set()), ("lsh", 0, set())])
+    ("rqkmeans", 30, QUANT), ("random", 0, set()), ("lsh", 0, set()),
+    ("pq", 30, QUANT | {"fit_seconds"}), ("opq", 30, QUANT | {"fit_seconds"})])
 def test_stage_runs_every_method(tmp_path, method, fit_count, extra):
     emb = clusters(n_clusters=4, per=10)
     n = len(emb) - 1
     p = _run(_stage_inputs(tmp_path, emb, n, method=method), tmp_path)
     assert p.returncode == 0, p.stderr
-    _, meta, metrics = _check_outputs(tmp_path, n, method)
+    codes, meta, metrics = _check_outputs(tmp_path, n, method)
     assert meta["fit_item_count"] == fit_count == metrics["fit_item_count"] and extra <= set(metrics)
     assert "recon_mse" not in metrics
+    assert meta.get("parallel", False) is (method in ("pq", "opq"))  # unordered digits, flagged for consumers
     state = torch.load(tmp_path / "out/model.pt", weights_only=False)
     assert state["config"]["method"] == method
+    if method in ("pq", "opq"):  # model.pt re-encodes every item to the codes written
+        assert np.array_equal(pq.encode(emb[1:], state), codes[1:, :2])
+
+
+def test_stage_names_the_param_when_pq_cannot_split_the_embedding(tmp_path):
+    emb = clusters(n_clusters=4, per=10)  # dim 16
+    p = _run(_stage_inputs(tmp_path, emb, len(emb) - 1, method="opq", levels=3), tmp_path)
+    assert p.returncode != 0 and "levels" in p.stderr and "not divisible by 3" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "out").exists()
+
+
+def test_refit_split_fits_on_the_training_part(tmp_path):
+    """Under a refit protocol the models train on train_full, so the tokenizer is fit on its items."""
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    p = _run(_stage_inputs(tmp_path, emb, n, refit=True, method="rqkmeans"), tmp_path)
+    assert p.returncode == 0, p.stderr
+    _, meta, _ = _check_outputs(tmp_path, n, "rqkmeans")
+    assert meta["fit_item_count"] == n - 5  # not n - 10: train.parquet's items
 
 
 def test_stage_rejects_misaligned_embeddings(tmp_path):

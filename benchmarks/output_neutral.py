@@ -1,0 +1,150 @@
+"""Do two code revisions give the same outputs? The check behind a `dvc commit -f` after a refactor.
+
+Runs the training stages (every seqrec family, the generator, every tokenizer method) on one tiny
+synthetic split with the code of revision OLD (extracted with `git archive`) and of the working
+tree, then compares their outputs byte for byte: top-K lists, codes, checkpoint tensors, run.json
+and training metrics without wall-clock keys. Prints one line per stage and exits non-zero on
+any difference. A change that passes leaves the committed runs valid, so their `dvc.lock` entries
+may be re-recorded with `dvc commit -f <stages>` instead of re-training them (say so in the commit).
+
+    python benchmarks/output_neutral.py OLD_REV
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+N_ITEMS, N_USERS = 24, 60
+CLOCK = ("seconds", "per_second", "peak_memory")  # wall-clock facts differ between any two runs
+SEQREC = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "dropout": 0.0, "max_len": 8},
+          "train": {"max_epochs": 3, "patience": 3, "batch_size": 16, "lr": 0.01, "device": "cpu", "threads": 1},
+          "top_k": 10}
+PARAMS = {
+    "sasrec": SEQREC,
+    "gpt2": SEQREC,
+    "gpt2_sid": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0, "max_len": 8},
+                 "train": {"lr": 0.003, "batch_size": 16, "max_epochs": 4, "patience": 2, "val_every": 2,
+                           "val_users": 20, "device": "cpu", "threads": 1},
+                 "decode": {"beam_width": 12, "batch_size": 8, "cold_every": 3}, "top_k": 12},
+    "rqvae": {"levels": 2, "codebook_size": 4, "latent_dim": 4, "hidden": [16], "epochs": 6, "warmup_epochs": 2,
+              "batch_size": 16, "threads": 1},
+    "tokenizers": {m: {"protocol": "gts", "set": {"method": m}} for m in ("rqvae", "rqkmeans", "random", "lsh")},
+    "runs": {
+        "rankers": {"r_id": {"backbone": "sasrec", "protocol": "gts"}},
+        "content_rankers": {"r_content": {"backbone": "gpt2", "representation": "content_plus_id", "protocol": "gts"}},
+        "code_rankers": {"r_codes": {"backbone": "sasrec", "representation": "sid_plus_id", "tokenizer": "rqvae",
+                                     "protocol": "gts"}},
+        "generators": {"g": {"backbone": "gpt2", "tokenizer": "rqvae", "protocol": "gts"}},
+    },
+}
+
+
+def write_inputs(d: Path) -> None:
+    """Users walk the item cycle; the last 3 items have no training interaction; random content vectors."""
+    rng = np.random.default_rng(0)
+    rows, evals = [], []
+    for u in range(N_USERS):
+        start = int(rng.integers(1, N_ITEMS - 2))
+        seq = [(start + j - 1) % (N_ITEMS - 3) + 1 for j in range(7)]
+        rows += [(u, it, j) for j, it in enumerate(seq[:5])]
+        evals.append((u, seq[:5], seq[5], 5, 5, False, False))
+    split = d / "split"
+    split.mkdir(parents=True)
+    train = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    train.to_parquet(split / "train.parquet")
+    train.to_parquet(split / "train_full.parquet")
+    cols = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
+    for name in ("val", "test"):
+        pd.DataFrame(evals, columns=cols).to_parquet(split / f"{name}.parquet")
+    (split / "split.json").write_text(json.dumps({"protocol": "gts", "type": "global_temporal",
+                                                  "retrain_on_validation": False}))
+    pd.DataFrame({"item": np.arange(1, N_ITEMS + 1), "title": "x"}).to_parquet(d / "items.parquet")
+    emb = np.vstack([np.zeros(8), rng.normal(size=(N_ITEMS, 8))]).astype(np.float32)
+    np.save(d / "emb.npy", emb)
+    (d / "emb_meta.json").write_text(json.dumps({"model": "synthetic", "dim": 8, "n_items": N_ITEMS}))
+    (d / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+
+
+def commands(code: Path, d: Path) -> dict[str, list[str]]:
+    """stage label -> command line, run from `d` with the stage scripts of `code`."""
+    py = [sys.executable]
+    out = {f"tokenizer@{m}": py + [str(code / "stages/tokenizer.py"), "--name", m, "--embeddings", "emb.npy",
+                                   "--embed-meta", "emb_meta.json", "--split-dir", "split",
+                                   "--out-dir", f"tok/{m}", "--metrics", f"metrics/tok_{m}.json",
+                                   "--plots-dir", f"plots/tok_{m}"]
+           for m in PARAMS["tokenizers"]}
+    common = ["--split-dir", "split", "--items", "items.parquet"]
+    for family, runs in PARAMS["runs"].items():
+        for run in runs:
+            outs = ["--model-dir", f"models/{run}", "--recs-dir", f"recs/{run}", "--metrics", f"metrics/{run}.json",
+                    "--plots-dir", f"plots/{run}", "--run-info", f"results/{run}.json"]
+            if family == "generators":
+                out[run] = py + [str(code / "stages/train_generator.py"), "--run", run, "--split-dir", "split",
+                                 "--codes-dir", "tok/rqvae", *outs]
+            else:
+                extra = {"content_rankers": ["--embeddings", "emb.npy"], "code_rankers": ["--codes", "tok/rqvae"]}
+                out[run] = py + [str(code / "stages/train_seqrec.py"), "--family", family, "--run", run, *common,
+                                 *extra.get(family, []), *outs]
+    return out
+
+
+def fingerprint(d: Path) -> dict[str, str]:
+    """Output file -> digest; JSON without wall-clock keys, checkpoints by their tensors."""
+    out = {}
+    for f in sorted(p for p in d.rglob("*") if p.is_file() and not p.is_relative_to(d / "plots")):
+        rel = str(f.relative_to(d))
+        if f.suffix == ".json":
+            obj = json.loads(f.read_text())
+            obj = {k: v for k, v in obj.items() if not any(c in k for c in CLOCK)} if isinstance(obj, dict) else obj
+            blob = json.dumps(obj, sort_keys=True).encode()
+        elif f.suffix in (".ckpt", ".pt"):
+            state = torch.load(f, map_location="cpu", weights_only=False)
+            tensors = state.get("state_dict", state) if isinstance(state, dict) else {}
+            blob = b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(tensors.items())
+                            if torch.is_tensor(v))
+        else:
+            blob = f.read_bytes()
+        out[rel] = hashlib.md5(blob).hexdigest()
+    return out
+
+
+def run_all(code: Path, d: Path) -> dict[str, str]:
+    write_inputs(d)
+    for label, cmd in commands(code, d).items():
+        p = subprocess.run(cmd + ["--params", "params.yaml"], cwd=d, capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"{label} failed under {code}:\n{p.stderr[-2000:]}")
+    return fingerprint(d)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("old", help="git revision of the old code (the one the committed runs were made with)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        old_code = tmp / "old_code"
+        old_code.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.old], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive.stdout, check=True)
+        old, new = run_all(old_code, tmp / "old"), run_all(ROOT, tmp / "new")
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    for k in sorted(old.keys() | new.keys()):
+        print(f"{'DIFFERS' if k in differ else 'same   '} {k}")
+    print(f"{len(differ)} of {len(old.keys() | new.keys())} outputs differ between {args.old} and the working tree")
+    sys.exit(1 if differ else 0)
+
+
+if __name__ == "__main__":
+    main()

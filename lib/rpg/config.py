@@ -1,0 +1,64 @@
+"""Typed config of RPG, the parallel long-Semantic-ID generator (params section `rpg`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RPGModelConfig:
+    d_model: int = 128  # decoder width = digit embedding width (paper: 448)
+    n_layers: int = 2  # GPT-2 blocks (paper: 2)
+    n_heads: int = 4  # (paper: 4)
+    d_ff: int = 512  # feed-forward width (paper: 1024)
+    dropout: float = 0.5  # (paper: 0.5)
+    max_len: int = 50  # history items read (paper: 50)
+    temperature: float = 0.03  # digit logits = cosine(head output, digit embedding) / temperature (paper: 0.03)
+
+    def validate(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.max_len < 2 or self.n_layers < 1 or self.d_ff < 1:
+            raise ValueError("model: max_len must be >= 2, n_layers and d_ff >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("model.dropout: must be in [0, 1)")
+        if self.temperature <= 0:
+            raise ValueError(f"model.temperature: must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class RPGTrainConfig:
+    lr: float = 0.01  # AdamW peak learning rate (paper: 0.01)
+    weight_decay: float = 0.0
+    warmup_steps: int = 500  # linear warm-up, then cosine decay to 0 at max_epochs (schedule: cosine)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    batch_size: int = 256  # users per batch (paper: 256)
+    length_pool: int = 4  # batches per length-sorted pool (lib/models/data.py)
+    max_epochs: int = 100
+    patience: int = 5  # validations without a better NDCG@10
+    val_every: int = 1
+    seed: int = 42
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = 1
+    num_workers: int = 0
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"  # bf16-mixed: autocast in training and scoring
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
+            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError("train.warmup_steps: must be >= 0")
+
+
+@dataclass(frozen=True)
+class RPGConfig:
+    model: RPGModelConfig = field(default_factory=RPGModelConfig)
+    train: RPGTrainConfig = field(default_factory=RPGTrainConfig)
+    top_k: int = 100  # items written per user (before seen-item filtering)
+
+    def validate(self) -> None:
+        if self.top_k < 1:
+            raise ValueError("top_k: must be >= 1")

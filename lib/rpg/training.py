@@ -1,0 +1,140 @@
+"""Training of RPG with Lightning: early stopping on validation NDCG@10 of exact full-catalogue scores.
+
+Validation scores every item exactly as test does (RPG.score_last, top items, seen items removed
+like the evaluator), on all validation users: scoring is m gathers per user, so it is cheap. The
+learning rate warms up linearly and decays along a cosine to 0 at max_epochs (the paper's schedule).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
+
+from lib import metrics
+from lib.models.data import HistoryDataset, LengthBucketSampler, NextItemDataset, training_sequences
+from lib.models.recommend import list_lengths, top_items
+from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
+from lib.rpg.model import RPG
+from lib.trainer import VAL_METRIC, accelerator, fit_early_stopping
+
+log = logging.getLogger(__name__)
+
+
+def autocast(tc: RPGTrainConfig, device: torch.device | str):
+    """The numerical mode of train.precision for a forward pass (training and scoring alike)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=tc.precision == "bf16-mixed")
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak lr at optimizer step `step`: linear warm-up, then cosine to 0 at `total`."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class RPGModule(L.LightningModule):
+    """Lightning wrapper; its hyperparameters rebuild the model from a checkpoint, whose buffers carry the codes.
+
+    `codes` (N+1, m) is needed to build a new model; loading a checkpoint needs none: the model is
+    built on placeholder digits and the state dict then restores the real ones.
+    """
+
+    def __init__(self, n_items: int, n_digits: int, codebook_size: int, model_cfg: dict, train_cfg: dict,
+                 top_k: int = 100, codes: np.ndarray | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["codes"])
+        self.train_cfg = RPGTrainConfig(**train_cfg)
+        if codes is None:
+            codes = np.vstack([np.full(n_digits, -1), np.zeros((n_items, n_digits), dtype=np.int64)])
+        self.model = RPG(np.asarray(codes), codebook_size, RPGModelConfig(**model_cfg))
+        self.val_ndcg = MeanMetric()
+        self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
+        self.total_steps = 1  # optimizer steps of max_epochs, for the cosine schedule
+        self.val_histories: list = []
+        self.val_targets: np.ndarray = np.zeros(0, dtype=np.int64)
+
+    def training_step(self, batch, _):
+        inp, tgt = batch
+        with autocast(self.train_cfg, self.device):
+            loss = self.model.loss(inp, tgt) / self.positions_per_batch
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
+        return loss
+
+    def validation_step(self, batch, _):
+        idx, seq, lengths = batch
+        idx = idx.cpu().numpy()
+        hist = [self.val_histories[i] for i in idx]
+        with autocast(self.train_cfg, self.device):
+            scores = self.model.score_last(seq, lengths)
+        recs = top_items(scores, list_lengths(hist, 10, self.model.n_items))
+        ranks = metrics.target_ranks(metrics.top_k(recs, 10, seen=hist), self.val_targets[idx])
+        self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
+
+    def on_validation_epoch_end(self):
+        self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
+        self.val_ndcg.reset()
+
+    def configure_optimizers(self):
+        tc = self.train_cfg
+        opt = torch.optim.AdamW(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, tc.warmup_steps, self.total_steps, tc.schedule))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame
+            ) -> tuple[RPGModule, DataLoader, list[np.ndarray]]:
+    """A fresh seeded module and the loader of `train`'s sequences (schedule and loss scale set)."""
+    tc = cfg.train
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    module = RPGModule(codes.shape[0] - 1, codes.shape[1], codebook_size, asdict(cfg.model), asdict(tc), cfg.top_k,
+                       codes=codes)
+    seqs = training_sequences(train, cfg.model.max_len)
+    sampler = LengthBucketSampler([len(s) for s in seqs], tc.batch_size, tc.seed, tc.length_pool)
+    loader = DataLoader(NextItemDataset(seqs), batch_sampler=sampler, collate_fn=NextItemDataset.collate,
+                        num_workers=tc.num_workers)
+    module.positions_per_batch = sum(len(s) - 1 for s in seqs) / max(1, len(sampler))
+    module.total_steps = tc.max_epochs * len(sampler)
+    return module, loader, seqs
+
+
+def fit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame, val: pd.DataFrame,
+        ckpt_dir: str, logger=None, progress: bool = True) -> tuple[RPGModule, dict]:
+    """Train with early stopping on validation NDCG@10; return the best module and training facts."""
+    module, loader, seqs = _module(cfg, codes, codebook_size, train)
+    module.val_histories = list(val["history"])
+    module.val_targets = val["target"].to_numpy(np.int64)
+    val_loader = DataLoader(HistoryDataset(module.val_histories, cfg.model.max_len), batch_size=512,
+                            collate_fn=HistoryDataset.collate, num_workers=cfg.train.num_workers)
+    log.info("rpg: %d training sequences, %d validation users, %d items x %d digits of %d codes",
+             len(seqs), len(val), module.model.n_items, module.model.n_digits, codebook_size)
+    best_path, facts = fit_early_stopping(module, loader, val_loader, cfg.train, ckpt_dir, logger, progress)
+    module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
+    facts |= {"train_sequences": len(seqs),
+              "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)}
+    return module.cpu(), facts
+
+
+def refit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train_full: pd.DataFrame, epochs: int,
+          progress: bool = True) -> RPGModule:
+    """Retrain from scratch on train + validation period for the epoch count chosen on validation
+    (split.retrain_on_validation); the schedule keeps its max_epochs length, as in `fit`."""
+    tc = cfg.train
+    module, loader, _ = _module(cfg, codes, codebook_size, train_full)
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
+                        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
+                        enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)
+    trainer.fit(module, loader)
+    return module.cpu()

@@ -1,0 +1,197 @@
+"""RPG: digit embeddings, per-digit loss and exact scoring against brute force, training, the stage."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
+from lib.rpg.model import RPG, digit_tokens
+from lib.rpg.training import RPGModule, fit, lr_factor
+from tests.models.test_training import N_ITEMS as CYCLE_ITEMS
+from tests.models.test_training import tiny_split
+
+ROOT = Path(__file__).resolve().parents[2]
+N_ITEMS, M, K = CYCLE_ITEMS, 3, 4  # tiny_split's 20-item cycle; 3 digits of 4 codes
+
+
+def parallel_codes(seed: int = 0) -> np.ndarray:
+    """(N+1, M): distinct random digit tuples per item, row 0 = padding (-1)."""
+    rng = np.random.default_rng(seed)
+    tuples = rng.permutation(K ** M)[:N_ITEMS]
+    digits = np.stack([(tuples // K ** j) % K for j in range(M)], axis=1)
+    return np.vstack([np.full(M, -1), digits]).astype(np.int64)
+
+
+def small(**kw) -> RPGModelConfig:
+    return RPGModelConfig(**{"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0,
+                             "max_len": 8, "temperature": 0.1, **kw})
+
+
+def model(seed: int = 0) -> RPG:
+    torch.manual_seed(seed)
+    return RPG(parallel_codes(), K, small()).eval()
+
+
+def test_digit_tokens_are_disjoint_per_digit_and_padding_is_zero():
+    codes = parallel_codes()
+    tok = digit_tokens(codes, K)
+    assert (tok[0] == 0).all() and tok[1:].min() >= 1
+    for j in range(M):
+        assert set(tok[1:, j]) <= set(range(1 + j * K, 1 + (j + 1) * K))
+    with pytest.raises(ValueError, match=r"digits must lie in \[0, 4\)"):
+        digit_tokens(np.vstack([codes, [[0, 0, 4]]]), K)
+
+
+def test_item_vector_is_the_mean_of_its_digit_embeddings():
+    m = model()
+    e = m.embed.weight.detach()
+    items = torch.tensor([[3, 0], [7, 1]])
+    got = m.item_vectors(items)
+    codes = parallel_codes()
+    for (a, b), want in zip(items.tolist(), got, strict=True):
+        for it, v in ((a, want[0]), (b, want[1])):
+            ref = torch.zeros(16) if it == 0 else torch.stack([e[1 + j * K + codes[it, j]] for j in range(M)]).mean(0)
+            assert torch.allclose(v, ref, atol=1e-6)
+
+
+def brute_force_logp(m: RPG, h: torch.Tensor) -> torch.Tensor:
+    """(M, d) hidden -> (M, m, K) log-probabilities by explicit loops: head, cosine, temperature, softmax."""
+    e = m.embed.weight.detach()
+    out = torch.zeros(len(h), M, K)
+    for p in range(len(h)):
+        for j in range(M):
+            g = m.heads[j].T @ h[p] + m.head_bias[j]
+            logits = torch.tensor([torch.nn.functional.cosine_similarity(g, e[1 + j * K + k], dim=0)
+                                   for k in range(K)]) / m.cfg.temperature
+            out[p, j] = torch.log_softmax(logits, dim=0)
+    return out
+
+
+def test_per_digit_loss_equals_brute_force():
+    m = model()
+    inp = torch.tensor([[1, 2, 3, 0], [5, 6, 0, 0]])
+    tgt = torch.tensor([[2, 3, 4, 0], [6, 7, 0, 0]])
+    with torch.no_grad():
+        got = m.loss(inp, tgt)
+        h = m.hidden(inp)[tgt > 0]
+        lp = brute_force_logp(m, h)
+    codes = parallel_codes()
+    want = -sum(lp[p, j, codes[t, j]] for p, t in enumerate(tgt[tgt > 0].tolist()) for j in range(M)) / M
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_exact_scores_equal_a_naive_loop_over_items():
+    m = model()
+    seq, lengths = torch.tensor([[1, 2, 3, 0], [9, 10, 11, 12]]), torch.tensor([3, 4])
+    scores = m.score_last(seq, lengths)
+    with torch.no_grad():
+        h = m.hidden(seq)[torch.arange(2), lengths - 1]
+        lp = brute_force_logp(m, h)
+    codes = parallel_codes()
+    for u in range(2):
+        assert scores[u, 0] == -math.inf
+        for it in range(1, N_ITEMS + 1):
+            assert scores[u, it].item() == pytest.approx(sum(lp[u, j, codes[it, j]].item() for j in range(M)), abs=1e-4)
+    # digits' distributions are normalised, so the scores of all K^M tuples sum to 1: the catalogue's to <= 1
+    assert torch.exp(scores[:, 1:]).sum(1).max().item() <= 1.0 + 1e-5
+
+
+def test_lr_schedule_by_hand():
+    assert lr_factor(0, 4, 20, "cosine") == pytest.approx(0.25) and lr_factor(3, 4, 20, "cosine") == 1.0
+    assert lr_factor(4, 4, 20, "cosine") == pytest.approx(1.0) and lr_factor(12, 4, 20, "cosine") == pytest.approx(0.5)
+    assert lr_factor(20, 4, 20, "cosine") == pytest.approx(0.0, abs=1e-12) and lr_factor(50, 4, 20, "constant") == 1.0
+
+
+def cfg(**train) -> RPGConfig:
+    tc = {"lr": 0.01, "warmup_steps": 5, "batch_size": 16, "max_epochs": 30, "patience": 30, "device": "cpu",
+          "seed": 1, **train}
+    return RPGConfig(small(), RPGTrainConfig(**tc), top_k=5)
+
+
+def test_model_learns_the_successor_rule_and_checkpoint_rebuilds_it(tmp_path):
+    train, val = tiny_split()
+    module, facts = fit(cfg(), parallel_codes(), K, train, val, str(tmp_path / "ck"), progress=False)
+    assert facts["best_val_ndcg@10"] > 0.9
+    seq = torch.tensor([list(h) for h in val["history"]])
+    scores = module.model.score_last(seq, torch.full((len(seq),), 5))
+    scores[torch.arange(len(seq))[:, None], seq] = -math.inf  # seen items removed, as the evaluator does
+    top1 = scores.argmax(1).numpy()
+    assert np.mean(top1 == val["target"].to_numpy()) > 0.7  # chance: 1 in 15 unseen items
+    re = RPGModule.load_from_checkpoint(str(tmp_path / "ck" / "best.ckpt"), map_location="cpu")
+    for a, b in zip(re.state_dict().values(), module.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(re.model.digits, torch.from_numpy(parallel_codes()[1:]))  # the codes came back too
+
+
+def test_bf16_mixed_trains_too(tmp_path):
+    train, val = tiny_split()
+    _, facts = fit(cfg(precision="bf16-mixed"), parallel_codes(), K, train, val, str(tmp_path / "ck"),
+                   progress=False)
+    assert facts["best_val_ndcg@10"] > 0.9
+
+
+PARAMS = {"rpg": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0, "max_len": 8},
+                  "train": {"lr": 0.01, "warmup_steps": 5, "batch_size": 16, "max_epochs": 4, "patience": 4,
+                            "device": "cpu", "threads": 1},
+                  "top_k": 5},
+          "runs": {"parallel_generators": {"tiny": {"backbone": "gpt2", "tokenizer": "t", "protocol": "gts"}}}}
+
+
+def _stage(tmp: Path, refit: bool = False, protocol: str = "gts") -> subprocess.CompletedProcess:
+    train, val = tiny_split()
+    train = train[train["item"] != N_ITEMS]  # the last item is cold: scored through its digits only
+    split = tmp / "split"
+    split.mkdir()
+    train.to_parquet(split / "train.parquet")
+    full = pd.concat([train, pd.DataFrame({"user": val["user"], "item": val["target"], "timestamp": 5})])
+    full.sort_values(["user", "timestamp"]).to_parquet(split / "train_full.parquet")
+    val.to_parquet(split / "val.parquet")
+    val.to_parquet(split / "test.parquet")
+    (split / "split.json").write_text(json.dumps({"retrain_on_validation": refit}))
+    codes = np.column_stack([parallel_codes(), np.r_[-1, np.zeros(N_ITEMS, int)]])  # + a collision level
+    (tmp / "codes").mkdir()
+    np.save(tmp / "codes/codes.npy", codes)
+    (tmp / "codes/meta.json").write_text(json.dumps({"levels": M, "codebook_sizes": [K] * M + [1],
+                                                     "method": "opq", "protocol": protocol}))
+    (tmp / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    args = [sys.executable, str(ROOT / "stages/train_rpg.py"), "--run", "tiny", "--split-dir", str(split),
+            "--codes-dir", str(tmp / "codes"), "--model-dir", str(tmp / "model"), "--recs-dir", str(tmp / "recs"),
+            "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"), "--run-info", str(tmp / "run.json"),
+            "--params", str(tmp / "params.yaml")]
+    return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=300)
+
+
+def test_stage_writes_exact_lists_with_cold_items_scored_natively(tmp_path):
+    p = _stage(tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    val = tiny_split()[1]
+    for split in ("val", "test"):
+        recs = pd.read_parquet(tmp_path / f"recs/{split}.parquet")
+        assert recs["user"].tolist() == val["user"].tolist()
+        for items, hist in zip(recs["items"], val["history"], strict=True):
+            assert len(items) == min(5 + len(set(hist)), N_ITEMS) and len(set(items)) == len(items)
+    lists = pd.read_parquet(tmp_path / "recs/test.parquet")["items"]
+    assert any(N_ITEMS in set(x) for x in lists)  # the cold item is ranked like any other
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["digits"] == M and m["codebook_size"] == K and m["items_sharing_all_digits"] == 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert (run["family"], run["representation"], run["tokenizer"], run["n_levels"]) == \
+        ("parallel_generators", "sid_parallel", "t", M)
+
+
+def test_stage_refit_and_protocol_check(tmp_path):
+    (tmp_path / "a").mkdir()
+    p = _stage(tmp_path / "a", refit=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((tmp_path / "a/m.json").read_text())
+    assert m["retrained_on_validation_epochs"] == m["best_epoch"] and m["refit_seconds"] >= 0
+    (tmp_path / "b").mkdir()
+    p = _stage(tmp_path / "b", protocol="loo")
+    assert p.returncode != 0 and "fit under protocol 'loo'" in p.stderr and "Traceback" not in p.stderr
