@@ -31,6 +31,34 @@ def paired_test(base: np.ndarray, other: np.ndarray, n_bootstrap: int, alpha: fl
             "p_value": p}
 
 
+def control_test(expected: np.ndarray, observed: np.ndarray, alpha: float) -> dict:
+    """A model's hits against the random control that fills the same slots, exactly.
+
+    expected (U,): each user's chance that the control's random items hit the target (its expected
+    HR@k, lib/evaluate.cold_control); observed (U,) 0/1: the model's hits. Under the null hypothesis
+    (the model's cold items are as good as random ones) the number of hits is a sum of independent
+    Bernoulli(expected_u): a Poisson-binomial, computed exactly. p = twice the smaller tail (capped
+    at 1). A paired test on (hit - expected) would treat the control as if it had no variance and call
+    0 hits against 0.3 expected "significantly below". The interval is the null's central 1 - alpha
+    range of the mean hit rate minus the expected one: it excludes 0 exactly when the model lies
+    outside what chance produces.
+    """
+    q = np.clip(np.asarray(expected, np.float64), 0.0, 1.0)
+    x = int(np.asarray(observed).sum())
+    pmf = np.zeros(len(q) + 1)
+    pmf[0] = 1.0
+    for i, qi in enumerate(q[q > 0]):  # add one Bernoulli: P(k) <- P(k)(1-q) + P(k-1) q
+        pmf[1:i + 2] = pmf[1:i + 2] * (1 - qi) + pmf[:i + 1] * qi
+        pmf[0] *= 1 - qi
+    cdf = np.cumsum(pmf)
+    p = min(1.0, 2 * min(cdf[x], 1.0 - (cdf[x - 1] if x > 0 else 0.0)))
+    lo_k, hi_k = int(np.searchsorted(cdf, alpha / 2)), int(np.searchsorted(cdf, 1 - alpha / 2))
+    n, mean_q = max(1, len(q)), float(q.mean()) if len(q) else 0.0
+    return {"users": len(q), "baseline": round(mean_q, 6), "model": round(x / n, 6),
+            "diff": round(x / n - mean_q, 6), "ci_low": round(x / n - hi_k / n, 6),
+            "ci_high": round(x / n - lo_k / n, 6), "p_value": p}
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the input order.
 

@@ -100,3 +100,18 @@ def test_mark_significant_family_size_matters():
     assert alone[0]["significant"] and not crowd[0]["significant"]
     assert crowd[0]["p_holm"] == pytest.approx(0.06)
     mark_significant([], alpha=0.05)  # an empty family is no error
+
+
+def test_control_test_is_the_exact_poisson_binomial():
+    from lib.significance import control_test
+    t = control_test(np.array([0.5, 0.5]), np.array([1, 1]), 0.05)  # P(X >= 2) = 0.25 -> two-sided 0.5
+    assert t["p_value"] == pytest.approx(0.5) and t["diff"] == pytest.approx(0.5)
+    t = control_test(np.array([0.5, 0.5]), np.array([0, 1]), 0.05)  # the mode: no evidence
+    assert t["p_value"] == pytest.approx(1.0)
+    rare = np.full(1364, 2.25e-4)  # 0.3 hits expected by chance
+    t = control_test(rare, np.zeros(1364), 0.05)
+    assert t["p_value"] == pytest.approx(1.0) and t["ci_low"] <= 0 <= t["ci_high"]  # 0 hits: not "below"
+    t = control_test(np.full(1000, 0.005), np.r_[np.ones(30), np.zeros(970)], 0.05)  # 30 hits vs 5 expected
+    from scipy.stats import binom
+    assert t["p_value"] == pytest.approx(2 * binom.sf(29, 1000, 0.005), rel=1e-6)  # equal q: the binomial
+    assert t["ci_low"] > 0

@@ -21,8 +21,9 @@ KEY, COLD = "test/ndcg@10", "test/cold_target/hr@10"
 SEED_OVERRIDE = "train.seed"  # the override that makes a run another seed of the same model
 WIDEST_POOL = "untrained"  # every other cold pool is a subset: a list without its items places no cold item
 POOLS = {"untrained": "items without an interaction in the model's training data (the cold targets' items)",
-         "known_at_test": "of those, the items with an interaction at or before T_test: the ones a system could "
-                          "know when the test period starts (temporal splits only)"}
+         "known_at_test": "of those, the items with an interaction in the split's training part (at or before "
+                          "T_test; under leave-one-out, before the test targets): the ones a system could know "
+                          "when the test period starts"}
 
 
 @dataclass

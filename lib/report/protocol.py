@@ -98,7 +98,8 @@ def control_section(names: list[str], models: Models, comp: dict, cfg: ReportCon
     out = ["A list's cold slots (ranks holding an item of a cold pool) reach cold targets by chance alone. The "
            "control keeps each list's cold slots and fills them with random pool items the user has not seen; "
            "its expected HR/NDCG (exact, not sampled) is what the slots reach by chance, and lift = model / "
-           "control on the test targets reachable in the pool. Pools: "
+           "control on the test targets reachable in the pool. † on HR: the model's hits lie outside the control's "
+           "exact Poisson-binomial (Holm-adjusted, one-seed models only); NDCG's lift is not tested. Pools: "
            + "; ".join(f"`{p}` = {POOLS.get(p, 'as the evaluator defines it')}" for p in pools) + ".", ""]
     placing = placing_cold(names, models, cfg)
     if not placing:
