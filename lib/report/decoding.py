@@ -20,7 +20,11 @@ def decoding_section(bench: dict) -> list[str]:
              + ("The constrained searches never produce a seen item; " if bench.get("exclude_seen") else "")
              + "every list is seen-filtered as by the evaluator before it is cut at K; a list shorter than K misses. "
              "Invalid IDs = generated code tuples that name no item; distinct = items in all users' top 10s; "
-             "overlap = share of the top 10 shared with `ours` at the same width.")
+             "overlap = share of the top 10 shared with `ours` at the same width."
+             + (" The generator is trained with the trie softmax (only the codes that continue a prefix to an item "
+                "compete), so the logits of all other tokens are never trained: without the trie, decoding emits "
+                "arbitrary tuples, and the constraint is part of the model, not an optional decoding trick."
+                if bench.get("trie_softmax") else ""))
     rows = [[name, m.get("decoder"), m.get("width"), "yes" if m.get("constrained") else "no",
              *(m.get(c) for c in COLUMNS)] for name, m in bench.get("methods", {}).items()]
     head = ["method", "decoder", "width", "trie", "NDCG@10", "HR@10", "HR@100", "invalid IDs", "distinct top-10",
