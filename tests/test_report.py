@@ -794,3 +794,18 @@ def test_decoding_flag_naming_a_missing_file_is_an_error(fresh):
         mp.setattr(sys, "argv", _argv(fresh) + ["--decoding", str(fresh / "nope.json")])
         with pytest.raises(SystemExit, match="run stage `decoding` first"):
             importlib.import_module("stages.report").main()
+
+
+def test_representation_grid_keeps_codes_of_other_tokenizers_apart():
+    """Two code rankers that differ in tokenizer (and one in a `set` override) are two rows, not one cell."""
+    from lib.report.tables import representation_grid
+    runs = {"a_id": {"family": "rankers", "representation": "id", "backbone": "sasrec"},
+            "a_rq": {"family": "code_rankers", "representation": "sid_unigram", "tokenizer": "rqvae",
+                     "backbone": "sasrec"},
+            "a_opq": {"family": "code_rankers", "representation": "sid_unigram", "tokenizer": "opq",
+                      "backbone": "sasrec", "overrides": {"model.code_pool": "mean"}}}
+    evals = {"a_id": {"test/ndcg@10": 0.02, "test/cold_target/hr@10": 0.0},
+             "a_rq": {"test/ndcg@10": 0.01, "test/cold_target/hr@10": 0.0},
+             "a_opq": {"test/ndcg@10": 0.03, "test/cold_target/hr@10": 0.0}}
+    rows = [line.split(" | ")[:2] for line in representation_grid(list(runs), Models(runs=runs, evals=evals))[2:]]
+    assert rows == [["| sid_unigram (opq)", "0.0300"], ["| id", "0.0200"], ["| sid_unigram (rqvae)", "0.0100"]]

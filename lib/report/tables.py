@@ -62,9 +62,9 @@ def metric_table(names: list[str], models: Models, comparisons: dict, cols: list
             cell += f" ± {models.sd[r][c]:.4f}" if c in models.sd.get(r, {}) else ""
             cells.append(cell + ("†" if comparisons.get(r, {}).get(c, {}).get("significant") else ""))
         info = models.runs[r]
-        rep = info["representation"] + (f" ({info['tokenizer']})" if info.get("tokenizer") else "")
         name = label(r, models, marks)
-        lines.append("| " + " | ".join(([name, info["family"], rep] if describe else [name]) + cells) + " |")
+        lines.append("| " + " | ".join(([name, info["family"], representation(info)] if describe else [name]) + cells)
+                     + " |")
     return lines
 
 
@@ -78,16 +78,22 @@ def comparison_rows(comparisons: dict) -> list[str]:
                   "p (Holm)", "significant"], rows)
 
 
+def representation(info: dict) -> str:
+    """A run's item representation, with its tokenizer for code representations: `sid_unigram (opq)`."""
+    return info["representation"] + (f" ({info['tokenizer']})" if info.get("tokenizer") else "")
+
+
 def representation_grid(names: list[str], models: Models) -> list[str]:
     """Representation x backbone of the ranker families, NDCG@10 and cold HR@10 on test (means over seeds).
 
-    A cell shows the model with the section's own params (no `set` overrides); variants of it (another
-    loss, ...) are in the leaderboard only. Without such a model, the first by name.
+    A row is a representation with its tokenizer (codes of another tokenizer are another representation); a
+    cell shows the model with the section's own params (no `set` overrides); variants of it (another loss,
+    ...) are in the leaderboard only. Without such a model, the first by name.
     """
     cell: dict[tuple[str, str], str] = {}
     for r in sorted(names, key=lambda r: (bool(models.runs[r].get("overrides")), r), reverse=True):  # best last
         if not models.runs[r]["family"].endswith("generators"):
-            cell[(models.runs[r]["representation"], models.runs[r]["backbone"])] = r
+            cell[(representation(models.runs[r]), models.runs[r]["backbone"])] = r
     backbones = sorted({b for _, b in cell})
     # ties by name: a set's order follows the per-process hash seed, and the report must not change with it
     reps = sorted({rep for rep, _ in cell},
