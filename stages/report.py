@@ -4,6 +4,8 @@ Reads only what is in git: results/<run>/{run.json,ranks.parquet}, metrics/{eval
 and the dvclive curves under plots/. A run is in the report when its run.json is; so re-training one
 run and `dvc repro -s report` re-renders the study without any other run's lists or models. Runs that
 differ only in their seed are one model in the report (lib/report/models.py `collapse_seeds`).
+With --decoding (metrics/decoding.json of stage `decoding`) it ends with a Decoding section; without, the
+report is what it was before that section existed.
 """
 import os
 from pathlib import Path
@@ -43,9 +45,12 @@ def main() -> None:
         "results": "output: the report (markdown)",
         "figures-dir": "output: the report's PNG figures",
         "leaderboard": "output: leaderboard JSON (per protocol: models' metrics over seeds, their runs, paired tests)",
-    })
+    }, extra=lambda p: p.add_argument("--decoding", type=Path, default=None,
+                                      help="optional: metrics/decoding.json (stage decoding) -> a Decoding section"))
     cfg = load_section(args.params, "report", ReportConfig)
     setup_logging()
+    if args.decoding and not args.decoding.is_file():
+        raise SystemExit(f"error: --decoding {args.decoding} not found: run stage `decoding` first")
     run_dirs = sorted(d for d in args.results_dir.iterdir() if (d / "run.json").is_file()) \
         if args.results_dir.is_dir() else []
     if not run_dirs:
@@ -59,7 +64,8 @@ def main() -> None:
         evals={d.name: evals[d.name] for d in run_dirs},
         per_user={d.name: pd.read_parquet(d / "ranks.parquet") for d in run_dirs},
         train={k: v for k, v in _jsons(args.train_metrics).items() if k in {d.name for d in run_dirs}},
-        tokenizers=_jsons(args.tokenizer_metrics), splits=_jsons(args.split_metrics))
+        tokenizers=_jsons(args.tokenizer_metrics), splits=_jsons(args.split_metrics),
+        decoding=read_json(args.decoding) if args.decoding else None)
 
     figures = {}
     for protocol in sorted({r["protocol"] for r in inp.runs.values()}):

@@ -752,3 +752,45 @@ def test_protocol_effects_without_data_say_so(study):
         assert sentence in text
     assert "|" not in text  # no empty tables
     assert "No cold-pool metrics in this protocol's evaluations" in protocol_section(md, "gts")
+
+
+# --- (g) the decoding benchmark's section (stage `decoding`, optional) ---------------------------------------
+
+DECODING = {"run": "gpt2_sid", "split": "val", "seed": 0, "users": 1000, "threads": 1, "precision": "bf16-mixed",
+            "exclude_seen": True, "trie_softmax": True, "batch_size": 16, "cold_rule": "off", "methods": {
+                "beam@100": {"decoder": "ours", "width": 100, "constrained": True, "ndcg@10": 0.0241, "hr@10": 0.043,
+                             "hr@100": 0.131, "invalid_id_rate": 0.0, "distinct_items@10": 4321, "generated": 100000,
+                             "seconds": 15.0, "users_per_second": 66.6},
+                "hf_unconstrained@10": {"decoder": "hf", "width": 10, "constrained": False, "ndcg@10": 0.0101,
+                                        "hr@10": 0.02, "hr@100": 0.02, "invalid_id_rate": 0.125,
+                                        "distinct_items@10": 2000, "generated": 10000, "seconds": 20.0,
+                                        "users_per_second": 50.0}}}
+
+
+def test_decoding_section_is_appended_only_when_the_file_is_given(study, fresh):
+    """Without --decoding the report is the report of before; with it, the same text plus the section."""
+    _, _, markdown, board = study
+    assert "Decoding" not in markdown
+    _json(DECODING, fresh / "decoding.json")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(STAGES))
+        mp.setattr(sys, "argv", _argv(fresh) + ["--decoding", str(fresh / "decoding.json")])
+        importlib.import_module("stages.report").main()
+    md = (fresh / "reports/RESULTS.md").read_text()
+    assert md.startswith(markdown) and md != markdown
+    assert json.loads((fresh / "reports/leaderboard.json").read_text()) == board
+    text = section(md, "## Decoding (validation)")
+    assert "`gpt2_sid` on 1000 validation users" in text and "`bf16-mixed`" in text and "1 torch thread," in text
+    head, rows = table(text)
+    assert head[:4] == ["method", "decoder", "width", "trie"] and len(head) == len(rows[0])
+    assert rows == [["beam@100", "ours", "100", "yes", "0.0241", "0.0430", "0.1310", "0.0000", "4321", "66.6", "–"],
+                    ["hf_unconstrained@10", "hf", "10", "no", "0.0101", "0.0200", "0.0200", "0.1250", "2000", "50.0",
+                     "–"]]
+
+
+def test_decoding_flag_naming_a_missing_file_is_an_error(fresh):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(STAGES))
+        mp.setattr(sys, "argv", _argv(fresh) + ["--decoding", str(fresh / "nope.json")])
+        with pytest.raises(SystemExit, match="run stage `decoding` first"):
+            importlib.import_module("stages.report").main()

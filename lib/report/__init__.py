@@ -17,7 +17,8 @@ construction), and on the targets reachable in each cold pool against the random
 
 Modules: config.py (the `report` params), models.py (runs -> models, references, cold pools),
 comparisons.py (paired tests, Holm), tables.py (markdown tables), protocol.py (one protocol's section),
-effects.py (the protocol-effects section); `render` here puts them together.
+effects.py (the protocol-effects section), decoding.py (the decoding benchmark, when given); `render`
+here puts them together.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import pandas as pd
 
 from lib.report.comparisons import correct, protocol_tests
 from lib.report.config import Baseline, ReportConfig
+from lib.report.decoding import decoding_section
 from lib.report.effects import protocol_effects
 from lib.report.models import FAMILY_ORDER, Models, ReportInputs, collapse_seeds
 from lib.report.protocol import plot_tables, protocol_section
@@ -71,7 +73,8 @@ def render(inp: ReportInputs, cfg: ReportConfig, figures: dict[str, str]) -> Rep
             "Rel. error = squared error over the embeddings' variance: the RQ-VAE's reconstruction, residual "
             "k-means' quantisation. Ordered by collision rate.", "",
             *tokenizer_rows(inp), "", figures.get("codebook_usage", ""), "",
-            "## Training cost", "", *cost_rows(inp), ""]
+            "## Training cost", "", *cost_rows(inp), "",
+            *(decoding_section(inp.decoding) if inp.decoding is not None else [])]
     markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip("\n") + "\n"  # a missing figure leaves no gap
     return Report(markdown, leaderboard, {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame()
                                           for k, v in tables.items()})

@@ -34,6 +34,7 @@ class ReportInputs:
     train: dict[str, dict] = field(default_factory=dict)  # run -> metrics/train/<run>.json
     tokenizers: dict[str, dict] = field(default_factory=dict)  # tokenizer -> metrics/tokenizers/<name>.json
     splits: dict[str, dict] = field(default_factory=dict)  # protocol -> metrics/split/<protocol>.json
+    decoding: dict | None = None  # metrics/decoding.json (stage `decoding`), when given
 
 
 @dataclass

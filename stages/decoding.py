@@ -1,0 +1,54 @@
+"""Stage `decoding`: decoders of one trained Semantic-ID generator compared on validation users.
+
+lib/sid/decoding_bench.py is the benchmark. Reads the run's checkpoint (its own config: model, numerical
+mode, decoding options), its run.json, its tokenizer's codes and the validation rows of its split; writes
+metrics/decoding.json.
+"""
+import numpy as np
+import pandas as pd
+import torch
+
+from _common import load_section, setup_logging, stage_args
+from lib.io import read_json, write_json
+from lib.runs import check_codes_protocol
+from lib.sid.decoding_bench import DecodingConfig, benchmark
+from lib.sid.training import VOCAB_KEYS, SidModule, validation_subset
+from lib.sid.trie import SidTrie
+from lib.sid.vocab import SidVocab
+from lib.trainer import torch_device
+
+
+def main() -> None:
+    args = stage_args(__doc__, {
+        "model": "the run's model.ckpt (train_generators@<run>)",
+        "run-info": "the run's run.json: its family, tokenizer and protocol are checked",
+        "codes-dir": "the run's tokenizer output: codes.npy (N+1, C) and meta.json",
+        "val": "the split's val.parquet (user, history, target)",
+        "metrics": "output: the benchmark JSON",
+    })
+    cfg = load_section(args.params, "decoding", DecodingConfig)
+    setup_logging()
+    run = read_json(args.run_info)
+    given = {"name": cfg.run, "family": "generators", "tokenizer": cfg.tokenizer, "protocol": cfg.protocol}
+    wrong = {k: run.get(k) for k, v in given.items() if run.get(k) != v}
+    if wrong:
+        raise SystemExit(f"error: params decoding {given} do not match {args.run_info}: {wrong}")
+    meta = read_json(args.codes_dir / "meta.json")
+    module = SidModule.load_from_checkpoint(str(args.model), map_location="cpu")
+    try:
+        check_codes_protocol(meta, cfg.protocol, args.codes_dir)
+        if {k: meta[k] for k in VOCAB_KEYS} != module.hparams.vocab_meta:
+            raise ValueError(f"its token layout is not the one {args.model} was trained on")
+        vocab = SidVocab.from_meta(np.load(args.codes_dir / "codes.npy"), meta, module.cfg.model.user_buckets)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rows = validation_subset(pd.read_parquet(args.val), cfg.users, cfg.seed)
+    out = benchmark(module.model, vocab, SidTrie(vocab.codes, vocab.sizes), rows, module.cfg, cfg,
+                    torch_device(cfg.device))
+    write_json({"run": cfg.run, "split": "val", "seed": cfg.seed, **out}, args.metrics)
+
+
+if __name__ == "__main__":
+    main()
