@@ -1,10 +1,11 @@
 """Do two code revisions give the same outputs? The check behind a `dvc commit -f` after a refactor.
 
-Runs the training stages (every seqrec family, the generator, every tokenizer method) on one tiny
-synthetic split with the code of revision OLD (extracted with `git archive`) and of the working
-tree, then compares their outputs byte for byte: top-K lists, codes, checkpoint tensors, run.json
-and training metrics without wall-clock keys. Prints one line per stage and exits non-zero on
-any difference. A change that passes leaves the committed runs valid, so their `dvc.lock` entries
+Runs the training stages (every seqrec family, the generator, RPG on the opq codes, every tokenizer
+method) on one tiny synthetic split with the code of revision OLD (extracted with `git archive`) and
+of the working tree, then compares their outputs byte for byte: top-K lists, codes, checkpoint
+tensors, run.json and training metrics without wall-clock keys. Prints one line per output and
+exits non-zero on any difference. A stage younger than OLD (pq/opq, RPG) is skipped on both sides,
+with the reason printed. A change that passes leaves the committed runs valid, so their `dvc.lock` entries
 may be re-recorded with `dvc commit -f <stages>` instead of re-training them (say so in the commit).
 
     python benchmarks/output_neutral.py OLD_REV
@@ -27,6 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 N_ITEMS, N_USERS = 24, 60
 CLOCK = ("seconds", "per_second", "peak_memory")  # wall-clock facts differ between any two runs
+# params.yaml's, not RPGTrainConfig's 32-true: the committed RPG runs train and score under this autocast
+RPG_PRECISION = yaml.safe_load((ROOT / "params.yaml").read_text())["rpg"]["train"]["precision"]
 SEQREC = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "dropout": 0.0, "max_len": 8},
           "train": {"max_epochs": 3, "patience": 3, "batch_size": 16, "lr": 0.01, "device": "cpu", "threads": 1},
           "top_k": 10}
@@ -39,15 +42,26 @@ PARAMS = {
                  "decode": {"beam_width": 12, "batch_size": 8, "cold_every": 3}, "top_k": 12},
     "rqvae": {"levels": 2, "codebook_size": 4, "latent_dim": 4, "hidden": [16], "epochs": 6, "warmup_epochs": 2,
               "batch_size": 16, "threads": 1},
-    "tokenizers": {m: {"protocol": "gts", "set": {"method": m}} for m in ("rqvae", "rqkmeans", "random", "lsh")},
+    "rpg": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0, "max_len": 8},
+            "train": {"lr": 0.01, "warmup_steps": 3, "batch_size": 16, "max_epochs": 3, "patience": 3,
+                      "device": "cpu", "threads": 1, "precision": RPG_PRECISION},
+            "top_k": 10},
+    "tokenizers": {m: {"protocol": "gts", "set": {"method": m}} for m in ("rqvae", "rqkmeans", "random", "lsh")}
+    | {m: {"protocol": "gts", "set": {"method": m, "levels": 4, "codebook_size": 4}} for m in ("pq", "opq")},
     "runs": {
         "rankers": {"r_id": {"backbone": "sasrec", "protocol": "gts"}},
         "content_rankers": {"r_content": {"backbone": "gpt2", "representation": "content_plus_id", "protocol": "gts"}},
         "code_rankers": {"r_codes": {"backbone": "sasrec", "representation": "sid_plus_id", "tokenizer": "rqvae",
                                      "protocol": "gts"}},
         "generators": {"g": {"backbone": "gpt2", "tokenizer": "rqvae", "protocol": "gts"}},
+        "parallel_generators": {"rpg": {"backbone": "gpt2", "representation": "sid_parallel", "tokenizer": "opq",
+                                        "protocol": "gts"}},
     },
 }
+GENERATORS = {"generators": "train_generator.py", "parallel_generators": "train_rpg.py"}  # family -> stage script
+# stages younger than this benchmark: label -> the files a revision needs to run it (an older one skips it)
+NEEDS = {"tokenizer@pq": ["lib/tokenizers/pq.py"], "tokenizer@opq": ["lib/tokenizers/pq.py"],
+         "rpg": ["lib/tokenizers/pq.py", "stages/train_rpg.py"]}  # rpg reads the opq codes
 
 
 def write_inputs(d: Path) -> None:
@@ -86,14 +100,15 @@ def commands(code: Path, d: Path) -> dict[str, list[str]]:
            for m in PARAMS["tokenizers"]}
     common = ["--split-dir", "split", "--items", "items.parquet"]
     for family, runs in PARAMS["runs"].items():
-        for run in runs:
+        for run, spec in runs.items():
             outs = ["--model-dir", f"models/{run}", "--recs-dir", f"recs/{run}", "--metrics", f"metrics/{run}.json",
                     "--plots-dir", f"plots/{run}", "--run-info", f"results/{run}.json"]
-            if family == "generators":
-                out[run] = py + [str(code / "stages/train_generator.py"), "--run", run, "--split-dir", "split",
-                                 "--codes-dir", "tok/rqvae", *outs]
+            codes = f"tok/{spec.get('tokenizer')}"
+            if family in GENERATORS:
+                out[run] = py + [str(code / "stages" / GENERATORS[family]), "--run", run, "--split-dir", "split",
+                                 "--codes-dir", codes, *outs]
             else:
-                extra = {"content_rankers": ["--embeddings", "emb.npy"], "code_rankers": ["--codes", "tok/rqvae"]}
+                extra = {"content_rankers": ["--embeddings", "emb.npy"], "code_rankers": ["--codes", codes]}
                 out[run] = py + [str(code / "stages/train_seqrec.py"), "--family", family, "--run", run, *common,
                                  *extra.get(family, []), *outs]
     return out
@@ -119,9 +134,21 @@ def fingerprint(d: Path) -> dict[str, str]:
     return out
 
 
-def run_all(code: Path, d: Path) -> dict[str, str]:
+def skipped(old_code: Path, rev: str) -> dict[str, str]:
+    """stage label -> why neither side runs it: revision `rev` predates it (lacks a file the stage needs)."""
+    out = {}
+    for label, files in NEEDS.items():
+        lacking = [f for f in files if not (old_code / f).is_file()]
+        if lacking:
+            out[label] = f"{rev} has no {', '.join(lacking)}"
+    return out
+
+
+def run_all(code: Path, d: Path, skip: dict[str, str]) -> dict[str, str]:
     write_inputs(d)
     for label, cmd in commands(code, d).items():
+        if label in skip:
+            continue
         p = subprocess.run(cmd + ["--params", "params.yaml"], cwd=d, capture_output=True, text=True)
         if p.returncode:
             raise SystemExit(f"{label} failed under {code}:\n{p.stderr[-2000:]}")
@@ -138,11 +165,15 @@ def main() -> None:
         old_code.mkdir()
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.old], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive.stdout, check=True)
-        old, new = run_all(old_code, tmp / "old"), run_all(ROOT, tmp / "new")
+        skip = skipped(old_code, args.old)
+        old, new = run_all(old_code, tmp / "old", skip), run_all(ROOT, tmp / "new", skip)
+    for label, why in skip.items():
+        print(f"skipped {label}: {why}")
     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     for k in sorted(old.keys() | new.keys()):
         print(f"{'DIFFERS' if k in differ else 'same   '} {k}")
-    print(f"{len(differ)} of {len(old.keys() | new.keys())} outputs differ between {args.old} and the working tree")
+    print(f"{len(differ)} of {len(old.keys() | new.keys())} outputs differ between {args.old} and the working tree"
+          + (f" ({len(skip)} stages skipped)" if skip else ""))
     sys.exit(1 if differ else 0)
 
 

@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pandas as pd
 
+from _codes import load_codes
 from _common import checked, setup_logging, stage_args
 from lib.cold import cold_pools
 from lib.io import read_json, write_json, write_parquet
-from lib.runs import check_codes_protocol, load_run, run_info
+from lib.runs import load_run, run_info
 from lib.sid.config import GPT2SidConfig
 from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
 from lib.sid.training import fit, refit
@@ -31,15 +32,8 @@ def main() -> None:
     }, extra=lambda p: p.add_argument("--run", required=True, help="a key of params runs.generators"))
     spec, cfg = checked(args.params, lambda prm: load_run(prm, "generators", args.run, GPT2SidConfig))
     setup_logging()
-    meta = read_json(args.codes_dir / "meta.json")
-    codes_path = args.codes_dir / "codes.npy"
-    if not codes_path.is_file():
-        raise SystemExit(f"error: codes file not found: {codes_path}")
-    try:
-        check_codes_protocol(meta, spec.protocol, args.codes_dir)
-        vocab = SidVocab.from_meta(np.load(codes_path), meta, cfg.model.user_buckets)
-    except (KeyError, ValueError) as e:
-        raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None
+    vocab, meta = load_codes(args.codes_dir, spec.protocol,
+                             lambda codes, meta: SidVocab.from_meta(codes, meta, cfg.model.user_buckets))
     train, train_full, val, test = (pd.read_parquet(args.split_dir / f"{s}.parquet")
                                     for s in ("train", "train_full", "val", "test"))
     refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)

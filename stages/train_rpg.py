@@ -9,13 +9,19 @@ import time
 import numpy as np
 import pandas as pd
 
+from _codes import content_levels, load_codes
 from _common import checked, setup_logging, stage_args
 from lib.io import read_json, write_json, write_parquet
 from lib.models.recommend import recommend
 from lib.rpg.config import RPGConfig
 from lib.rpg.training import autocast, fit, refit
-from lib.runs import check_codes_protocol, load_run, run_info
+from lib.runs import load_run, run_info
 from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
+
+
+def digits_and_codebook(codes: np.ndarray, meta: dict) -> tuple[np.ndarray, int]:
+    """(N+1, levels) content digits (the collision level is not one) and the largest of their codebook sizes."""
+    return content_levels(codes, meta), int(max(meta["codebook_sizes"][: int(meta["levels"])]))
 
 
 def main() -> None:
@@ -30,17 +36,8 @@ def main() -> None:
     }, extra=lambda p: p.add_argument("--run", required=True, help="a key of params runs.parallel_generators"))
     spec, cfg = checked(args.params, lambda prm: load_run(prm, "parallel_generators", args.run, RPGConfig))
     setup_logging()
-    codes_path = args.codes_dir / "codes.npy"
-    if not codes_path.is_file():
-        raise SystemExit(f"error: codes file not found: {codes_path}")
-    meta = read_json(args.codes_dir / "meta.json")
-    try:
-        check_codes_protocol(meta, spec.protocol, args.codes_dir)
-        levels = int(meta["levels"])
-        digits = np.load(codes_path)[:, :levels]  # the collision level is not a content digit
-        codebook_size = int(max(meta["codebook_sizes"][:levels]))
-    except (KeyError, ValueError) as e:
-        raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None
+    (digits, codebook_size), meta = load_codes(args.codes_dir, spec.protocol, digits_and_codebook)
+    levels = int(meta["levels"])
     train, train_full, val, test = (pd.read_parquet(args.split_dir / f"{s}.parquet")
                                     for s in ("train", "train_full", "val", "test"))
     refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)

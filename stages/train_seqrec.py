@@ -12,27 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _codes import content_levels, load_codes
 from _common import checked, setup_logging
 from lib.io import read_json, write_json, write_parquet
 from lib.models.config import SeqRecConfig
 from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, FUSION_KINDS, ItemFeatures
 from lib.models.recommend import recommend
 from lib.models.training import fit, refit
-from lib.runs import FAMILIES, check_codes_protocol, load_run, run_info
+from lib.runs import FAMILIES, load_run, run_info
 from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
-
-
-def semantic_codes(codes_dir: Path, protocol: str) -> np.ndarray:
-    """(N+1, levels) semantic codes from a tokenizer's output; the collision level is left out."""
-    path = codes_dir / "codes.npy"
-    if not path.is_file():
-        raise SystemExit(f"error: codes file not found: {path}")
-    meta = read_json(codes_dir / "meta.json")
-    try:
-        check_codes_protocol(meta, protocol, codes_dir)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    return np.load(path)[:, :meta["levels"]]
 
 
 def warm_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
@@ -64,7 +52,7 @@ def main() -> None:
     val = pd.read_parquet(args.split_dir / "val.parquet")
     test = pd.read_parquet(args.split_dir / "test.parquet")
     n_items = len(pd.read_parquet(args.items, columns=["item"]))
-    codes = semantic_codes(args.codes, spec.protocol) if rep in CODE_KINDS else None
+    codes = load_codes(args.codes, spec.protocol, content_levels)[0] if rep in CODE_KINDS else None
     features = ItemFeatures(content=np.load(args.embeddings) if rep in CONTENT_KINDS else None,
                             codes=codes, warm=warm_items(train, n_items))
 

@@ -145,9 +145,10 @@ def test_parse_stage_reports_a_truncated_raw_file(repo, tmp_path):
 # --- the graph DVC sees vs. the imports of the stage scripts ---------------------------------------
 
 def _module_file(name: str) -> str | None:
-    """'lib.data.raw' -> 'lib/data/raw.py' (or the package's __init__.py); '_common' -> stages/_common.py."""
-    if name == "_common":
-        return "stages/_common.py"
+    """'lib.data.raw' -> 'lib/data/raw.py' (or the package's __init__.py); '_common' -> stages/_common.py
+    (a stage helper module, imported as a sibling by the stage scripts: `_common`, `_codes`)."""
+    if name.startswith("_") and (ROOT / "stages" / f"{name}.py").is_file():
+        return f"stages/{name}.py"
     if name != "lib" and not name.startswith("lib."):
         return None
     base = name.replace(".", "/")

@@ -1,8 +1,7 @@
 """Training of SeqRec models with Lightning: early stopping on validation NDCG@10.
 
-Validation decodes exactly like test (lib.models.recommend.top_items on the same scores)
-and is scored by the evaluator's own metric kernel, so the model is selected for what
-it is tested on.
+Validation decodes exactly like test and is scored by the evaluator's own metric kernel
+(lib/models/validation.py, shared with RPG), so the model is selected for what it is tested on.
 """
 from __future__ import annotations
 
@@ -14,20 +13,18 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from torchmetrics import MeanMetric
 
-from lib import metrics
 from lib.models.config import ModelConfig, SeqRecConfig, TrainConfig
-from lib.models.data import HistoryDataset, LengthBucketSampler, NextItemDataset, training_sequences
+from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
 from lib.models.item_repr import ItemFeatures
-from lib.models.recommend import list_lengths, top_items
 from lib.models.seqrec import SeqRec
-from lib.trainer import VAL_METRIC, accelerator, fit_early_stopping
+from lib.models.validation import ExactValidationModule
+from lib.trainer import accelerator, fit_early_stopping
 
 log = logging.getLogger(__name__)
 
 
-class SeqRecModule(L.LightningModule):
+class SeqRecModule(ExactValidationModule):
     """Lightning wrapper; its hyperparameters (saved in every checkpoint) rebuild the model."""
 
     def __init__(self, backbone: str, representation: str, n_items: int, model_cfg: dict, train_cfg: dict,
@@ -37,10 +34,7 @@ class SeqRecModule(L.LightningModule):
         self.save_hyperparameters(ignore=["features"])
         self.train_cfg = TrainConfig(**train_cfg)
         self.model = SeqRec(backbone, representation, n_items, ModelConfig(**model_cfg), features)
-        self.val_ndcg = MeanMetric()
         self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
-        self.val_histories: list = []
-        self.val_targets: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def training_step(self, batch, _):
         inp, tgt = batch
@@ -49,19 +43,6 @@ class SeqRecModule(L.LightningModule):
                                self.train_cfg.negatives, self.train_cfg.ce_dtype) / self.positions_per_batch
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
-
-    def validation_step(self, batch, _):
-        idx, seq, lengths = batch
-        idx = idx.cpu().numpy()
-        hist = [self.val_histories[i] for i in idx]
-        recs = top_items(self.model.score_last(seq, lengths), list_lengths(hist, 10, self.model.n_items))
-        # seen items removed as the evaluator's default does (evaluate.filter_seen)
-        ranks = metrics.target_ranks(metrics.top_k(recs, 10, seen=hist), self.val_targets[idx])
-        self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
-
-    def on_validation_epoch_end(self):
-        self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
-        self.val_ndcg.reset()
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)
@@ -87,13 +68,10 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
     if tc.threads:
         torch.set_num_threads(tc.threads)
     module = SeqRecModule(backbone, representation, n_items, asdict(cfg.model), asdict(tc), cfg.top_k, features)
-    module.val_histories = list(val["history"])
-    module.val_targets = val["target"].to_numpy(np.int64)
     seqs = training_sequences(train, cfg.model.max_len)
     train_loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
-    val_loader = DataLoader(HistoryDataset(module.val_histories, cfg.model.max_len), batch_size=512,
-                            collate_fn=HistoryDataset.collate, num_workers=tc.num_workers)
+    val_loader = module.validation_loader(val, cfg.model.max_len, tc.num_workers)
     log.info("%s/%s: %d training sequences, %d validation users, %d items",
              backbone, representation, len(seqs), len(val), n_items)
     best_path, facts = fit_early_stopping(module, train_loader, val_loader, tc, ckpt_dir, logger, progress)

@@ -1,8 +1,9 @@
 """Training of RPG with Lightning: early stopping on validation NDCG@10 of exact full-catalogue scores.
 
 Validation scores every item exactly as test does (RPG.score_last, top items, seen items removed
-like the evaluator), on all validation users: scoring is m gathers per user, so it is cheap. The
-learning rate warms up linearly and decays along a cosine to 0 at max_epochs (the paper's schedule).
+like the evaluator: lib/models/validation.py, shared with SeqRec), on all validation users: scoring
+is m gathers per user, so it is cheap. The learning rate warms up linearly and decays along a cosine
+to 0 at max_epochs (the paper's schedule).
 """
 from __future__ import annotations
 
@@ -15,14 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from torchmetrics import MeanMetric
 
-from lib import metrics
-from lib.models.data import HistoryDataset, LengthBucketSampler, NextItemDataset, training_sequences
-from lib.models.recommend import list_lengths, top_items
+from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
+from lib.models.validation import ExactValidationModule
 from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
 from lib.rpg.model import RPG
-from lib.trainer import VAL_METRIC, accelerator, fit_early_stopping
+from lib.trainer import accelerator, fit_early_stopping
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class RPGModule(L.LightningModule):
+class RPGModule(ExactValidationModule):
     """Lightning wrapper; its hyperparameters rebuild the model from a checkpoint, whose buffers carry the codes.
 
     `codes` (N+1, m) is needed to build a new model; loading a checkpoint needs none: the model is
@@ -57,11 +56,8 @@ class RPGModule(L.LightningModule):
         if codes is None:
             codes = np.vstack([np.full(n_digits, -1), np.zeros((n_items, n_digits), dtype=np.int64)])
         self.model = RPG(np.asarray(codes), codebook_size, RPGModelConfig(**model_cfg))
-        self.val_ndcg = MeanMetric()
         self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
         self.total_steps = 1  # optimizer steps of max_epochs, for the cosine schedule
-        self.val_histories: list = []
-        self.val_targets: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def training_step(self, batch, _):
         inp, tgt = batch
@@ -70,19 +66,9 @@ class RPGModule(L.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 
-    def validation_step(self, batch, _):
-        idx, seq, lengths = batch
-        idx = idx.cpu().numpy()
-        hist = [self.val_histories[i] for i in idx]
-        with autocast(self.train_cfg, self.device):
-            scores = self.model.score_last(seq, lengths)
-        recs = top_items(scores, list_lengths(hist, 10, self.model.n_items))
-        ranks = metrics.target_ranks(metrics.top_k(recs, 10, seen=hist), self.val_targets[idx])
-        self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
-
-    def on_validation_epoch_end(self):
-        self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
-        self.val_ndcg.reset()
+    def val_scores(self, seq, lengths):
+        with autocast(self.train_cfg, self.device):  # validation scores in the mode test scores in
+            return self.model.score_last(seq, lengths)
 
     def configure_optimizers(self):
         tc = self.train_cfg
@@ -114,10 +100,7 @@ def fit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFra
         ckpt_dir: str, logger=None, progress: bool = True) -> tuple[RPGModule, dict]:
     """Train with early stopping on validation NDCG@10; return the best module and training facts."""
     module, loader, seqs = _module(cfg, codes, codebook_size, train)
-    module.val_histories = list(val["history"])
-    module.val_targets = val["target"].to_numpy(np.int64)
-    val_loader = DataLoader(HistoryDataset(module.val_histories, cfg.model.max_len), batch_size=512,
-                            collate_fn=HistoryDataset.collate, num_workers=cfg.train.num_workers)
+    val_loader = module.validation_loader(val, cfg.model.max_len, cfg.train.num_workers)
     log.info("rpg: %d training sequences, %d validation users, %d items x %d digits of %d codes",
              len(seqs), len(val), module.model.n_items, module.model.n_digits, codebook_size)
     best_path, facts = fit_early_stopping(module, loader, val_loader, cfg.train, ckpt_dir, logger, progress)
