@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _codes import load_codes
 from _common import load_section, setup_logging, stage_args
 from lib.io import read_json, write_json
-from lib.runs import check_codes_protocol
 from lib.sid.decoding_bench import DecodingConfig, benchmark
 from lib.sid.training import VOCAB_KEYS, SidModule, validation_subset
 from lib.sid.trie import SidTrie
@@ -33,15 +33,14 @@ def main() -> None:
     wrong = {k: run.get(k) for k, v in given.items() if run.get(k) != v}
     if wrong:
         raise SystemExit(f"error: params decoding {given} do not match {args.run_info}: {wrong}")
-    meta = read_json(args.codes_dir / "meta.json")
     module = SidModule.load_from_checkpoint(str(args.model), map_location="cpu")
-    try:
-        check_codes_protocol(meta, cfg.protocol, args.codes_dir)
+
+    def vocab_of(codes: np.ndarray, meta: dict) -> SidVocab:
         if {k: meta[k] for k in VOCAB_KEYS} != module.hparams.vocab_meta:
             raise ValueError(f"its token layout is not the one {args.model} was trained on")
-        vocab = SidVocab.from_meta(np.load(args.codes_dir / "codes.npy"), meta, module.cfg.model.user_buckets)
-    except (KeyError, ValueError) as e:
-        raise SystemExit(f"error: bad tokenizer output in {args.codes_dir}: {e}") from None
+        return SidVocab.from_meta(codes, meta, module.cfg.model.user_buckets)
+
+    vocab, _ = load_codes(args.codes_dir, cfg.protocol, vocab_of)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rows = validation_subset(pd.read_parquet(args.val), cfg.users, cfg.seed)
