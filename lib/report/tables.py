@@ -119,8 +119,8 @@ def generator_grid(names: list[str], models: Models) -> list[str]:
         if info["family"] not in GENERATOR_KINDS or method is None or info.get("overrides"):
             continue
         key = (method, info["family"])
-        if key not in cell or (models.evals[r].get("val/ndcg@10", 0), r) > (models.evals[cell[key]].get("val/ndcg@10", 0),
-                                                                            cell[key]):
+        val = (models.evals[r].get("val/ndcg@10", 0), r)  # ties by name: the report must not depend on the order
+        if key not in cell or val > (models.evals[cell[key]].get("val/ndcg@10", 0), cell[key]):
             cell[key] = r
     if not cell:
         return ["No generator with a known tokenizer method in this protocol."]
