@@ -17,6 +17,9 @@ class ModelConfig:
     adapter_hidden: int = 0  # content adapter: 0 = linear map, > 0 = MLP of this width
     zero_cold_ids: bool = True  # ID rows / code n-grams only items without training interaction use stay 0
     code_pool: Literal["sum", "mean"] = "sum"  # sid_*: the item vector = sum or mean of its code embeddings
+    # content_plus_id / sid_plus_id: each training step drops each item's ID part with this probability, in the
+    # inputs and the output table alike, so the content/code part learns to score an item alone (DropoutNet)
+    id_dropout: float = 0.0
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:
@@ -27,6 +30,8 @@ class ModelConfig:
             raise ValueError("model.adapter_hidden: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("model.dropout: must be in [0, 1)")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"model.id_dropout: must be in [0, 1), got {self.id_dropout}")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ without a training interaction use are fixed at zero: their ID rows in the fusio
 (content_plus_id, sid_plus_id) and the code n-grams no warm item has (sid_*; mostly bigrams).
 Such a row is never a training target, only a negative, so learning it would push the item down
 and hide its content or shared codes (measured on Beauty: 0 cold-target hits with learned ID rows).
+
+Cold-aware fusion (`id_dropout` p, the idea of DropoutNet, Volkovs et al. NeurIPS 2017): in training,
+each call drops every item's ID row with probability p, one draw per item for the whole matrix, so an
+item loses its ID part as input and as output of the same step. The content/code part must then score
+items on its own, as it has to for a cold item. No rescaling: at inference a warm item has both parts.
 """
 from __future__ import annotations
 
@@ -94,10 +99,14 @@ class ItemRepresentation(nn.Module):
     """Produces the item matrix E (N+1, d) for one representation variant."""
 
     def __init__(self, kind: Representation, n_items: int, d: int, features: ItemFeatures | None = None,
-                 adapter_hidden: int = 256, init_std: float = 0.02, code_pool: str = "sum"):
+                 adapter_hidden: int = 256, init_std: float = 0.02, code_pool: str = "sum",
+                 id_dropout: float = 0.0):
         super().__init__()
+        if id_dropout and kind not in FUSION_KINDS:
+            raise ValueError(f"model.id_dropout: only for the fusion representations {FUSION_KINDS}, not {kind!r}")
         self.kind = kind
         self.code_pool = code_pool
+        self.id_dropout = id_dropout
         self.n_items = n_items
         features = features or ItemFeatures()
         content = features.content
@@ -167,5 +176,10 @@ class ItemRepresentation(nn.Module):
             e = e * (torch.arange(e.shape[0], device=e.device) > 0).unsqueeze(1)  # padding row = 0
         if self.table is not None:
             w = self.table.weight
-            e = e + (w if self.id_mask is None else w * self.id_mask)
+            if self.id_mask is not None:
+                w = w * self.id_mask
+            if self.training and self.id_dropout:  # no draw at p = 0: the RNG stream stays the same
+                keep = torch.rand(w.shape[0], 1, device=w.device) >= self.id_dropout  # (N+1, 1)
+                w = w * keep
+            e = e + w
         return e

@@ -23,7 +23,7 @@ class SeqRec(nn.Module):
         if not cfg.zero_cold_ids:
             features = dataclasses.replace(features, warm=None)
         self.items = ItemRepresentation(representation, n_items, cfg.d_model, features, cfg.adapter_hidden,
-                                        code_pool=cfg.code_pool)
+                                        code_pool=cfg.code_pool, id_dropout=cfg.id_dropout)
         self.backbone = BACKBONES[backbone](cfg)
 
     def hidden(self, seq: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from lib.report.models import COLD, KEY, POOLS, WIDEST_POOL, Models, ordered, pl
 from lib.report.tables import (
     comparison_rows,
     control_table,
+    generator_grid,
     generator_rows,
     metric_table,
     published_rows,
@@ -179,6 +180,7 @@ def protocol_section(protocol: str, names: list[str], models: Models, comp: dict
                       marks, describe=False), "",
         figures.get(f"cold_warm_{protocol}", ""), "",
         "### Cold-start control (test)", "", *control_section(names, models, comp, cfg), "",
+        "### Tokenizer x generator (test)", "", *generator_grid(names, models), "",
         "### Semantic-ID generators: per-level prefix hit rates (test)", "",
         "Share of test users whose target's first l codes equal those of one of the top-10 generated items.", "",
         *generator_rows(names, models), "",

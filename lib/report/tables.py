@@ -103,6 +103,44 @@ def representation_grid(names: list[str], models: Models) -> list[str]:
     return table(["representation", *(f"{b} {n}" for b in backbones for n in ("NDCG@10", "cold HR@10"))], rows)
 
 
+GENERATOR_KINDS = {"generators": "TIGER-style (beam search)", "parallel_generators": "RPG (parallel digits, exact)"}
+
+
+def generator_grid(names: list[str], models: Models) -> list[str]:
+    """Tokenizer method x generator family on test: NDCG@10, cold HR@10 and the tokenizer's code shape.
+
+    Rows are the tokenizer methods (training metrics' `method`), so TIGER's 3-level residual k-means and
+    RPG's 32-digit one share a row. Among the runs of a cell without `set` overrides (variants are in the
+    leaderboard only), the best on *validation* NDCG@10 is shown, with its tokenizer named.
+    """
+    cell: dict[tuple[str, str], str] = {}
+    for r in names:
+        info, method = models.runs[r], models.train.get(r, {}).get("method")
+        if info["family"] not in GENERATOR_KINDS or method is None or info.get("overrides"):
+            continue
+        key = (method, info["family"])
+        val = (models.evals[r].get("val/ndcg@10", 0), r)  # ties by name: the report must not depend on the order
+        if key not in cell or val > (models.evals[cell[key]].get("val/ndcg@10", 0), cell[key]):
+            cell[key] = r
+    if not cell:
+        return ["No generator with a known tokenizer method in this protocol."]
+    fams = [f for f in GENERATOR_KINDS if any(k[1] == f for k in cell)]
+    methods = sorted({m for m, _ in cell}, key=lambda m: (-max(models.evals[cell[(m, f)]][KEY] for f in fams
+                                                               if (m, f) in cell), m))
+
+    def shape(r: str) -> str:
+        t, tok = models.train[r], models.runs[r]["tokenizer"]
+        if "digits" in t:  # RPG: m parallel digits
+            return f"{tok}: {t['digits']} x {t['codebook_size']}"
+        return f"{tok}: {int(t['n_levels']) - 1} levels + collision"  # n_levels counts the collision level
+
+    rows = [[m] + [v for f in fams for v in ((models.evals[cell[(m, f)]][KEY], models.evals[cell[(m, f)]].get(COLD),
+                                              shape(cell[(m, f)])) if (m, f) in cell else (None, None, None))]
+            for m in methods]
+    return table(["tokenizer method", *(f"{GENERATOR_KINDS[f]} {n}" for f in fams
+                                        for n in ("NDCG@10", "cold HR@10", "codes"))], rows)
+
+
 def generator_rows(names: list[str], models: Models) -> list[str]:
     """Per generator: how often the target's first l codes are in the top 10, and decoding facts."""
     gens = [r for r in names if models.runs[r]["family"] == "generators" and r in models.train]

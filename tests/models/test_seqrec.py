@@ -259,3 +259,53 @@ def test_mean_pooling_of_a_long_code_is_the_sum_over_its_length():
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(s.items.code_tables, m.items.code_tables, strict=True))
     assert torch.allclose(m.items(), s.items() / 8)
     assert torch.equal(m.items()[0], torch.zeros(16))
+
+
+def _fusion_pair(rep: str, p: float):
+    """A fusion model with ID dropout p and the model of its content/code part alone, sharing every weight."""
+    import dataclasses
+    alone = {"content_plus_id": "content", "sid_plus_id": "sid_unigram"}[rep]
+    fused = model("sasrec", rep, cfg=dataclasses.replace(CFG, id_dropout=p)).train()
+    part = model("sasrec", alone).train()
+    missing, unexpected = part.load_state_dict(fused.state_dict(), strict=False)
+    assert not missing and unexpected == ["items.table.weight"]
+    return fused, part
+
+
+@pytest.mark.parametrize("rep", ["content_plus_id", "sid_plus_id"])
+def test_id_dropout_scores_a_dropped_item_by_its_content_or_codes_alone(rep):
+    """DropoutNet fusion: an item whose ID is dropped gets exactly the content-only (code-only) model's score,
+    as input and as output of the same step; the others keep content + ID."""
+    fused, part = _fusion_pair(rep, 0.5)
+    torch.manual_seed(3)
+    e = fused.items()  # one draw for the whole step
+    alone = part.items()
+    with torch.no_grad():
+        full = fused.eval().items()
+    dropped = torch.all(e == alone, dim=1)[1:].nonzero().flatten() + 1
+    kept = torch.all(e == full, dim=1)[1:].nonzero().flatten() + 1
+    assert len(dropped) + len(kept) == N_ITEMS and 5 < len(dropped) < 25  # every row is one or the other
+    seq, lengths = pad([dropped[:4].numpy()])  # a history of dropped items only
+    h = fused.hidden(seq, e)[0, lengths[0] - 1]
+    h_alone = part.hidden(seq, alone)[0, lengths[0] - 1]
+    torch.testing.assert_close(h, h_alone, rtol=0, atol=0)
+    torch.testing.assert_close((h @ e.T)[dropped], (h_alone @ alone.T)[dropped], rtol=0, atol=0)
+    assert not torch.allclose((h @ e.T)[kept], (h_alone @ alone.T)[kept])
+
+
+def test_id_dropout_only_in_training_and_no_draw_when_off():
+    import dataclasses
+    fused, _ = _fusion_pair("content_plus_id", 0.5)
+    with torch.no_grad():
+        assert torch.equal(fused.eval().items(), fused.items())  # inference: both parts, always
+        off = model("sasrec", "content_plus_id").train()
+        state = torch.get_rng_state()
+        off.items()
+        assert torch.equal(torch.get_rng_state(), state)  # p = 0 leaves the RNG stream of existing runs alone
+        fused.train()
+        rate = np.mean([(fused.items() != off.items()).any(1)[1:].float().mean().item() for _ in range(200)])
+    assert abs(rate - 0.5) < 0.05  # each item dropped with probability p (200 x 30 draws: sd 0.006)
+    with pytest.raises(ValueError, match="id_dropout"):
+        model("sasrec", "content", cfg=dataclasses.replace(CFG, id_dropout=0.3))
+    with pytest.raises(ValueError, match="model.id_dropout"):
+        dataclasses.replace(CFG, id_dropout=1.0).validate()
