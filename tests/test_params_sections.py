@@ -4,7 +4,8 @@ That is what makes `dvc exp run -S <section>.<key>=...` re-run only the stages t
 value (and what lies below them). What a stage script reads is found in its source: constant
 `load_section(args.params, "<section>", ...)` calls, and the table loaders of lib/runs.py
 (`load_table_entry(prm, "<table>", name, "<section>", ...)`: the section plus its own entry
-`<table>.${key}`; `load_run(prm, <family>, name, ...)`: its own `runs.<family>.${key}` plus the
+`<table>.${key}`; `load_entry(prm, "<table>", name, ...)` (lib/collab.py): that entry alone;
+`load_run(prm, <family>, name, ...)`: its own `runs.<family>.${key}` plus the
 backbone's section, `${item.backbone}` in dvc.yaml, or a generator family's own, lib.runs.FAMILY_SECTIONS).
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ def params_read(stage: dict) -> set[str]:
             out.add(_const(node.args[1]))
         elif fn == "load_table_entry":
             out |= {_const(node.args[3]), f"{_const(node.args[1])}.${{key}}"}
+        elif fn == "load_entry":  # lib/collab.py: a table whose entry is the whole config, no section
+            out.add(f"{_const(node.args[1])}.${{key}}")
         elif fn == "load_run":
             family = _const(node.args[1]) or re.search(r"--family (\S+)", stage["cmd"]).group(1)
             out |= {f"runs.{family}.${{key}}", FAMILY_SECTIONS.get(family, "${item.backbone}")}

@@ -144,10 +144,11 @@ def test_parse_stage_reports_a_truncated_raw_file(repo, tmp_path):
 
 # --- the graph DVC sees vs. the imports of the stage scripts ---------------------------------------
 
-def _module_file(name: str) -> str | None:
+def _module_file(name: str, importer: str = "") -> str | None:
     """'lib.data.raw' -> 'lib/data/raw.py' (or the package's __init__.py); '_common' -> stages/_common.py
-    (a stage helper module, imported as a sibling by the stage scripts: `_common`, `_codes`)."""
-    if name.startswith("_") and (ROOT / "stages" / f"{name}.py").is_file():
+    (a stage helper module, imported as a sibling by the stage scripts: `_common`, `_codes`); from a
+    stage script, any sibling script it imports (stages/collab_tokenizer.py: `import tokenizer`)."""
+    if (name.startswith("_") or importer.startswith("stages/")) and (ROOT / "stages" / f"{name}.py").is_file():
         return f"stages/{name}.py"
     if name != "lib" and not name.startswith("lib."):
         return None
@@ -173,7 +174,7 @@ def _imports(path: str) -> set[str]:
                              if (ROOT / mod.replace(".", "/") / f"{a.name}.py").is_file()]
         else:
             continue
-        found |= {f for f in map(_module_file, names) if f}
+        found |= {f for f in (_module_file(n, path) for n in names) if f}
     return found
 
 

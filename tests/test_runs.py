@@ -246,9 +246,10 @@ def test_real_params_families_are_known_and_expanded_by_dvc_yaml():
 def test_real_run_parses_and_loads(family, name):
     spec = parse_run(family, name, PARAMS["runs"][family][name])
     assert spec.protocol in PARAMS["protocols"]
-    if spec.tokenizer is not None:
-        assert spec.tokenizer in PARAMS["tokenizers"]
-        assert PARAMS["tokenizers"][spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
+    if spec.tokenizer is not None:  # collaborative tokenizers (lib/collab.py) write the same data/tokenizers/<name>
+        tokenizers = {**PARAMS["tokenizers"], **PARAMS.get("collab_tokenizers", {})}
+        assert spec.tokenizer in tokenizers
+        assert tokenizers[spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
     cls = {"generators": GPT2SidConfig, "parallel_generators": RPGConfig}.get(family, SeqRecConfig)
     _, cfg = load_run(PARAMS, family, name, cls)
     assert isinstance(cfg, cls)

@@ -1,0 +1,70 @@
+"""Stage `collab_vectors@<name>`: content embeddings + a trained ranker's item rows -> collaborative vectors.
+
+Params `collab_vectors.<name>` (lib/collab.py): the run whose checkpoint holds the learned rows and how
+the two parts are weighed. Warm items (an interaction in the data the run was fit on: train.parquet, or
+train_full.parquet under a refit protocol, whose model.ckpt is the refit one) keep their learned row;
+the others get a ridge prediction from their content. Writes embeddings.npy in the embed stage's
+contract, so the tokenizer reads it like data/embed (stage collab_tokenizer).
+"""
+import numpy as np
+import pandas as pd
+import torch
+
+from _common import checked, setup_logging, stage_args
+from lib.cold import cold_pools
+from lib.collab import CollabVectorsConfig, check_run, collab_vectors, item_rows, load_entry
+from lib.io import read_json, write_json, write_npy
+from lib.tokenizers.codes import check_embeddings
+
+
+def _name_flag(p) -> None:
+    p.add_argument("--name", required=True, help="a key of params `collab_vectors`")
+
+
+def main(argv=None) -> None:
+    args = stage_args(__doc__, {
+        "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
+        "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
+        "model-dir": "the run's model directory: model.ckpt (a ranker checkpoint)",
+        "run-info": "the run's run.json (name, protocol)",
+        "split-dir": "the run's split: train.parquet (train_full.parquet under refit) gives the warm items",
+        "out-dir": "output directory: embeddings.npy (N+1, dim + d), collab.npy (N+1, d), meta.json",
+        "metrics": "output: metrics JSON (regressor quality, warm/cold counts)",
+    }, extra=_name_flag, argv=argv)
+    cfg = checked(args.params, lambda prm: load_entry(prm, "collab_vectors", args.name, CollabVectorsConfig))
+    setup_logging()
+    try:
+        emb_meta = read_json(args.embed_meta)
+        content = np.load(args.embeddings)
+        n_items = emb_meta["n_items"]
+        check_embeddings(content, n_items, emb_meta.get("dim"))
+        run = read_json(args.run_info)
+        check_run(run, cfg)
+        learned = item_rows(torch.load(args.model_dir / "model.ckpt", map_location="cpu", weights_only=False))
+        refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
+        fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
+        warm = ~cold_pools(n_items, pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy(),
+                           ["untrained"])["untrained"]
+        warm[0] = False
+        vectors, collab, facts = collab_vectors(content.astype(np.float64), learned, warm, cfg)
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+    predicted = facts.pop("predicted_items")
+    write_npy(vectors, args.out_dir / "embeddings.npy")
+    write_npy(collab, args.out_dir / "collab.npy")
+    write_json({
+        "name": args.name, "model": f"{emb_meta.get('model')}+collab:{cfg.run}", "source": emb_meta.get("source"),
+        "run": cfg.run, "representation": run.get("representation"), "protocol": cfg.protocol,
+        "dim": int(vectors.shape[1]), "content_dim": facts["content_dim"], "collab_dim": facts["collab_dim"],
+        "weight": cfg.weight, "ridge_alpha": cfg.ridge_alpha, "n_items": n_items,
+        "layout": "[L2-normalised content (content_dim) ; weight * L2-normalised collaborative row (collab_dim)]",
+        "collab_rows": "warm items: the run's learned row; predicted_items: ridge prediction from content",
+        "predicted_items": predicted, "rows": "row i = item id i; row 0 = padding (zeros)",
+    }, args.out_dir / "meta.json")
+    write_json({"name": args.name, "run": cfg.run, "protocol": cfg.protocol, "fit_file": fit_file.name,
+                "ridge_alpha": cfg.ridge_alpha, "weight": cfg.weight, **facts}, args.metrics)
+
+
+if __name__ == "__main__":
+    main()
