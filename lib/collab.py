@@ -15,9 +15,7 @@ All arrays are row-aligned to the item ids: row i = item i, row 0 = padding (zer
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,14 +47,6 @@ class CollabVectorsConfig:
             raise ValueError(f"holdout: must be in [0, 1), got {self.holdout}")
 
 
-@dataclass(frozen=True)
-class CollabTokenizerSpec:
-    """Params `collab_tokenizers.<name>`: a `tokenizers` entry over collaborative vectors."""
-    vectors: str  # a key of params `collab_vectors`: the tokenizer reads data/vectors/<vectors>
-    protocol: str  # whose split's training items the tokenizer is fit on (= the vectors' protocol)
-    set: dict[str, Any] = field(default_factory=dict)  # overrides of the `rqvae` section: key -> value
-
-
 def load_entry(params: dict, table: str, name: str, cls: type):
     """Params `<table>.<name>` as a checked `cls`: a table whose entry is the whole config (unlike
     lib.runs.load_table_entry, whose entries override a section). Errors name the key."""
@@ -64,14 +54,6 @@ def load_entry(params: dict, table: str, name: str, cls: type):
     if entry is None:
         raise ConfigError(f"{table}.{name}: no such entry in params")
     return from_dict(cls, entry, f"{table}.{name}")
-
-
-def check_names(tokenizers: Iterable[str], collab_tokenizers: Iterable[str]) -> None:
-    """Both tables write data/tokenizers/<name>, the namespace runs name their tokenizer in."""
-    clash = sorted(set(tokenizers) & set(collab_tokenizers))
-    if clash:
-        raise ConfigError(f"collab_tokenizers: {clash} are also keys of params `tokenizers` "
-                          "(both would write data/tokenizers/<name>); rename them")
 
 
 def check_run(run_info: dict, cfg: CollabVectorsConfig) -> None:

@@ -1,5 +1,6 @@
 """lib/collab.py and its stages: no cold item gets its learned row, the regressor sees warm items only,
-ridge against a brute-force solve, the tokenizer input's layout; both stages on tiny synthetic files."""
+ridge against a brute-force solve, the tokenizer input's layout; collab_vectors and a vector_tokenizer over
+its output on tiny synthetic files."""
 from __future__ import annotations
 
 import json
@@ -16,9 +17,7 @@ import yaml
 
 from lib.collab import (
     TABLE_KEY,
-    CollabTokenizerSpec,
     CollabVectorsConfig,
-    check_names,
     check_run,
     collab_matrix,
     collab_vectors,
@@ -32,6 +31,7 @@ from lib.config import ConfigError
 from lib.models.config import ModelConfig, TrainConfig
 from lib.models.training import SeqRecModule
 from lib.runs import load_table_entry
+from lib.vectors import VectorTokenizerSpec, check_names
 from tests.tokenizers.conftest import TINY, clusters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,9 +178,6 @@ def test_configs_are_checked_and_name_the_key():
             load_entry(params, "collab_vectors", "v", CollabVectorsConfig)
     with pytest.raises(ConfigError, match="collab_vectors.nope: no such entry"):
         load_entry(params, "collab_vectors", "nope", CollabVectorsConfig)
-    check_names(["rqvae", "opq"], ["rqvae_collab"])
-    with pytest.raises(ConfigError, match=r"\['rqvae'\] are also keys of params `tokenizers`"):
-        check_names(["rqvae", "opq"], ["rqvae", "x"])
     cfg = CollabVectorsConfig(run="r", protocol="gts")
     check_run({"name": "r", "protocol": "gts"}, cfg)
     with pytest.raises(ValueError, match="trained under protocol 'loo'"):
@@ -197,10 +194,11 @@ def test_real_collab_entries_load_and_agree_with_their_runs():
         cfg = load_entry(PARAMS, "collab_vectors", name, CollabVectorsConfig)
         assert cfg.run in PARAMS["runs"]["rankers"], "the rows come from a ranker run"
         assert runs[cfg.run]["protocol"] == cfg.protocol and cfg.protocol in PARAMS["protocols"]
-    check_names(PARAMS["tokenizers"], PARAMS["collab_tokenizers"])
-    for name in PARAMS["collab_tokenizers"]:
-        spec, _ = load_table_entry(PARAMS, "collab_tokenizers", name, "rqvae", RQVAEConfig, CollabTokenizerSpec)
-        assert PARAMS["collab_vectors"][spec.vectors]["protocol"] == spec.protocol
+    check_names({"tokenizers": PARAMS["tokenizers"], "vector_tokenizers": PARAMS["vector_tokenizers"]}, "x")
+    for name in PARAMS["vector_tokenizers"]:
+        spec, _ = load_table_entry(PARAMS, "vector_tokenizers", name, "rqvae", RQVAEConfig, VectorTokenizerSpec)
+        if spec.vectors in PARAMS["collab_vectors"]:  # vectors built from one split's training data serve it alone
+            assert PARAMS["collab_vectors"][spec.vectors]["protocol"] == spec.protocol
 
 
 # --- the stages on tiny synthetic files -------------------------------------------------------------------
@@ -251,7 +249,7 @@ def _vectors_inputs(tmp: Path, ranker: Path, refit: bool = False, protocol: str 
         "collab_vectors": {"v": {"run": "tiny", "protocol": "gts", "holdout": 0.2, **entry}},
         "rqvae": {**TINY, "hidden": [32], "method": "rqkmeans"},
         "tokenizers": {"rqvae": {"protocol": "gts"}},
-        "collab_tokenizers": {"t": {"vectors": "v", "protocol": "gts"}, "rqvae": {"vectors": "v", "protocol": "gts"},
+        "vector_tokenizers": {"t": {"vectors": "v", "protocol": "gts"}, "rqvae": {"vectors": "v", "protocol": "gts"},
                               "o": {"vectors": "v", "protocol": "gts", "set": {"method": "opq", "levels": 2}}}}))
     return [sys.executable, str(ROOT / "stages/collab_vectors.py"), "--name", "v", "--embeddings", str(tmp / "emb.npy"),
             "--embed-meta", str(tmp / "emb_meta.json"), "--model-dir", str(ranker / "model"),
@@ -298,14 +296,14 @@ def test_collab_vectors_stage_refit_split_and_bad_inputs(tmp_path, ranker):
 
 
 def _tokenizer_args(tmp: Path, name: str) -> list[str]:
-    return [sys.executable, str(ROOT / "stages/collab_tokenizer.py"), "--name", name,
+    return [sys.executable, str(ROOT / "stages/vector_tokenizer.py"), "--name", name,
             "--embeddings", str(tmp / "vec/embeddings.npy"), "--embed-meta", str(tmp / "vec/meta.json"),
             "--split-dir", str(tmp / "split"), "--out-dir", str(tmp / "tok" / name),
             "--metrics", str(tmp / f"tok_{name}.json"), "--plots-dir", str(tmp / "plots" / name),
             "--params", str(tmp / "params.yaml")]
 
 
-def test_collab_tokenizer_stage_runs_the_tokenizer_on_the_vectors(tmp_path, ranker):
+def test_vector_tokenizer_stage_runs_the_tokenizer_on_collab_vectors(tmp_path, ranker):
     assert _run(_vectors_inputs(tmp_path, ranker), tmp_path).returncode == 0
     for name, method in (("t", "rqkmeans"), ("o", "opq")):
         p = _run(_tokenizer_args(tmp_path, name), tmp_path)
@@ -319,13 +317,18 @@ def test_collab_tokenizer_stage_runs_the_tokenizer_on_the_vectors(tmp_path, rank
         assert meta["embeddings"] == {"model": "fake+collab:tiny", "dim": 16}
         assert meta["fit_item_count"] == N_ITEMS - 2  # fit on the split's training items, like any tokenizer
     p = _run(_tokenizer_args(tmp_path, "rqvae"), tmp_path)  # also a key of `tokenizers`
-    assert p.returncode != 0 and "also keys of params `tokenizers`" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode != 0 and "'rqvae' is a key of tokenizers and vector_tokenizers" in p.stderr
+    assert "Traceback" not in p.stderr
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["collab_tokenizers"]["t"]["protocol"] = "loo"
+    params["vector_tokenizers"]["t"]["protocol"] = "loo"  # collab vectors of gts: built from gts's training data
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = _run(_tokenizer_args(tmp_path, "t"), tmp_path)
-    assert p.returncode != 0 and "of protocol 'gts'" in p.stderr and "wants 'v' of protocol 'loo'" in p.stderr
-    params["collab_tokenizers"]["t"] = {"vectors": "v", "protocol": "gts", "set": {"metod": "lsh"}}
+    assert p.returncode != 0 and "vectors 'v' of protocol 'gts'" in p.stderr and "of protocol 'loo'" in p.stderr
+    params["vector_tokenizers"]["t"] = {"vectors": "w", "protocol": "gts"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     p = _run(_tokenizer_args(tmp_path, "t"), tmp_path)
-    assert p.returncode != 0 and "collab_tokenizers.t.set.metod" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode != 0 and "holds vectors 'v', not 'w'" in p.stderr and "Traceback" not in p.stderr
+    params["vector_tokenizers"]["t"] = {"vectors": "v", "protocol": "gts", "set": {"metod": "lsh"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    p = _run(_tokenizer_args(tmp_path, "t"), tmp_path)
+    assert p.returncode != 0 and "vector_tokenizers.t.set.metod" in p.stderr and "Traceback" not in p.stderr

@@ -6,7 +6,8 @@ value (and what lies below them). What a stage script reads is found in its sour
 (`load_table_entry(prm, "<table>", name, "<section>", ...)`: the section plus its own entry
 `<table>.${key}`; `load_entry(prm, "<table>", name, ...)` (lib/collab.py): that entry alone;
 `load_run(prm, <family>, name, ...)`: its own `runs.<family>.${key}` plus the
-backbone's section, `${item.backbone}` in dvc.yaml, or a generator family's own, lib.runs.FAMILY_SECTIONS).
+backbone's section, `${item.backbone}` in dvc.yaml, or a generator family's own, lib.runs.FAMILY_SECTIONS;
+`load_vector_run(prm, "<table>", name, ...)` (lib/vectors.py): `<table>.${key}` plus the backbone's section).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def params_read(stage: dict) -> set[str]:
             out |= {_const(node.args[3]), f"{_const(node.args[1])}.${{key}}"}
         elif fn == "load_entry":  # lib/collab.py: a table whose entry is the whole config, no section
             out.add(f"{_const(node.args[1])}.${{key}}")
+        elif fn == "load_vector_run":  # lib/vectors.py: a run table outside `runs`, entry + the backbone's section
+            out |= {f"{_const(node.args[1])}.${{key}}", "${item.backbone}"}
         elif fn == "load_run":
             family = _const(node.args[1]) or re.search(r"--family (\S+)", stage["cmd"]).group(1)
             out |= {f"runs.{family}.${{key}}", FAMILY_SECTIONS.get(family, "${item.backbone}")}

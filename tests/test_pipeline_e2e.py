@@ -147,7 +147,7 @@ def test_parse_stage_reports_a_truncated_raw_file(repo, tmp_path):
 def _module_file(name: str, importer: str = "") -> str | None:
     """'lib.data.raw' -> 'lib/data/raw.py' (or the package's __init__.py); '_common' -> stages/_common.py
     (a stage helper module, imported as a sibling by the stage scripts: `_common`, `_codes`); from a
-    stage script, any sibling script it imports (stages/collab_tokenizer.py: `import tokenizer`)."""
+    stage script, any sibling script it imports (stages/vector_tokenizer.py: `import tokenizer`)."""
     if (name.startswith("_") or importer.startswith("stages/")) and (ROOT / "stages" / f"{name}.py").is_file():
         return f"stages/{name}.py"
     if name != "lib" and not name.startswith("lib."):

@@ -246,8 +246,8 @@ def test_real_params_families_are_known_and_expanded_by_dvc_yaml():
 def test_real_run_parses_and_loads(family, name):
     spec = parse_run(family, name, PARAMS["runs"][family][name])
     assert spec.protocol in PARAMS["protocols"]
-    if spec.tokenizer is not None:  # collaborative tokenizers (lib/collab.py) write the same data/tokenizers/<name>
-        tokenizers = {**PARAMS["tokenizers"], **PARAMS.get("collab_tokenizers", {})}
+    if spec.tokenizer is not None:  # tokenizers over other vectors (lib/vectors.py) write data/tokenizers/ too
+        tokenizers = {**PARAMS["tokenizers"], **PARAMS.get("vector_tokenizers", {})}
         assert spec.tokenizer in tokenizers
         assert tokenizers[spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
     cls = {"generators": GPT2SidConfig, "parallel_generators": RPGConfig}.get(family, SeqRecConfig)
