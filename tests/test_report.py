@@ -838,3 +838,69 @@ def test_generator_grid_rows_are_tokenizer_methods_and_cells_chosen_on_validatio
     assert by_method["rqkmeans"][1] == "0.0100" and by_method["rqkmeans"][4:7] == ["0.0100", "0.0010",
                                                                                   "rqkmeans32: 32 x 256"]
     assert by_method["opq"][1:4] == ["–", "–", "–"] and by_method["opq"][4] == "0.0200"
+
+
+def _content_models() -> Models:
+    """Content runs on data/embed and on two other item vectors (run.json `vectors`), plus an ID run."""
+    runs = {"s_cpi": {"family": "content_rankers", "backbone": "sasrec", "representation": "content_plus_id"},
+            "s_cpi_drop": {"family": "content_rankers", "backbone": "sasrec", "representation": "content_plus_id",
+                           "overrides": {"model.id_dropout": 0.5}},
+            "s_cpi_title": {"family": "content_rankers", "backbone": "sasrec", "representation": "content_plus_id",
+                            "vectors": "title"},
+            "s_cpi_wl": {"family": "content_rankers", "backbone": "sasrec", "representation": "content_plus_id",
+                         "vectors": "wordllama"},
+            "a_c_title": {"family": "content_rankers", "backbone": "sasrec", "representation": "content",
+                          "vectors": "title"},
+            "s_c": {"family": "content_rankers", "backbone": "sasrec", "representation": "content"},
+            "s_id": {"family": "rankers", "backbone": "sasrec", "representation": "id"}}
+    ev = {"s_cpi": (0.020, 0.0), "s_cpi_drop": (0.5, 0.5), "s_cpi_title": (0.025, 0.001), "s_cpi_wl": (0.015, 0.0),
+          "a_c_title": (0.010, 0.020), "s_c": (0.012, 0.010), "s_id": (0.018, 0.0)}  # test NDCG@10, cold HR@10
+    return Models(runs=runs, evals={r: {"test/ndcg@10": n, "test/cold_target/hr@10": c} for r, (n, c) in ev.items()})
+
+
+def test_representation_label_and_grid_keep_item_vectors_apart():
+    from lib.report.tables import representation, representation_grid
+    assert representation({"representation": "content_plus_id", "vectors": "title"}) == "content_plus_id [title]"
+    assert representation({"representation": "content_plus_id", "tokenizer": None}) == "content_plus_id"
+    assert representation({"representation": "sid_unigram", "tokenizer": "opq"}) == "sid_unigram (opq)"
+    models = _content_models()
+    rows = [line.split(" | ")[:2] for line in representation_grid(list(models.runs), models)[2:]]
+    assert rows == [["| content_plus_id [title]", "0.0250"], ["| content_plus_id", "0.0200"], ["| id", "0.0180"],
+                    ["| content_plus_id [wordllama]", "0.0150"], ["| content", "0.0120"],
+                    ["| content [title]", "0.0100"]]
+
+
+def test_content_table_compares_item_vectors_with_data_embed():
+    from lib.report.protocol import content_section
+    from lib.report.tables import content_rows
+    models = _content_models()
+    lines = content_rows(list(models.runs), models)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:] if line.startswith("|")]
+    assert rows == [["sasrec content", "embed", "`s_c`", "0.0120", "–", "0.0100", "–"],
+                    ["sasrec content", "title", "`a_c_title`", "0.0100", "-17%", "0.0200", "+100%"],
+                    ["sasrec content_plus_id", "title", "`s_cpi_title`", "0.0250", "+25%", "0.0010",
+                     "n/a (baseline is 0)"],
+                    ["sasrec content_plus_id", "embed", "`s_cpi`", "0.0200", "–", "0.0000", "–"],
+                    ["sasrec content_plus_id", "wordllama", "`s_cpi_wl`", "0.0150", "-25%", "0.0000",
+                     "n/a (baseline is 0)"]]  # runs with `set` overrides left out
+    assert "- sasrec content: best on `embed` (`s_c`, NDCG@10 0.0120)" in lines
+    assert "- sasrec content_plus_id: best on `title` (`s_cpi_title`, NDCG@10 0.0250, +25% vs `embed`)" in lines
+    assert content_section(list(models.runs), models)[0] == "### Content representations (test)"
+    plain = [r for r in models.runs if not models.runs[r].get("vectors")]
+    assert content_rows(plain, models) == [] and content_section(plain, models) == []  # no section without them
+
+
+def test_references_and_protocol_pairs_use_the_default_item_vectors():
+    """The cold baseline (sasrec content) is the run on data/embed, even when a run on other vectors sorts
+    first by name; a random-tie run on data/embed is paired with its file-order twin, not with a run on other
+    vectors."""
+    from lib.report.config import Baseline
+    from lib.report.effects import tie_pairs
+    from lib.report.models import reference_of
+    models = _content_models()
+    assert reference_of(list(models.runs), models, Baseline("sasrec", "content")) == "s_c"
+    models.runs["s_c_rt"] = dict(models.runs["s_c"])
+    splits = {p: {"type": "global_temporal", "t_val": 1, "t_test": 2, "retrain_on_validation": False,
+                  "tie_break": t} for p, t in (("gts", "file_order"), ("rt", "random"))}
+    pairs = tie_pairs({"gts": [r for r in models.runs if r != "s_c_rt"], "rt": ["s_c_rt"]}, models, splits)
+    assert pairs == [("gts", "s_c", "rt", "s_c_rt")]

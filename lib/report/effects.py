@@ -12,9 +12,10 @@ SPLIT_BOUNDARIES = ("type", "t_val", "t_test", "retrain_on_validation")
 
 
 def _pair_key(info: dict) -> str:
-    """Models compared across protocols: same family, backbone, representation, overrides (tokenizer may differ)."""
-    return json.dumps([info["family"], info["backbone"], info["representation"], info.get("overrides") or {}],
-                      sort_keys=True, default=str)
+    """Models compared across protocols: same family, backbone, representation, overrides and item vectors
+    (tokenizer may differ)."""
+    return json.dumps([info["family"], info["backbone"], info["representation"], info.get("overrides") or {},
+                       info.get("vectors")], sort_keys=True, default=str)
 
 
 def tie_pairs(by_protocol: dict[str, list[str]], models: Models,

@@ -147,10 +147,11 @@ def ordered(names: list[str], models: Models, key: str = KEY) -> list[str]:
 
 
 def reference_of(names: list[str], models: Models, b: Baseline) -> str | None:
-    """The protocol's model of backbone + representation `b`: the one without overrides, else the first by name."""
-    found = sorted((bool(models.runs[r].get("overrides")), r) for r in names
+    """The protocol's model of backbone + representation `b`: the one without overrides on the default item
+    vectors (data/embed: no `vectors` in run.json), else the first such by name."""
+    found = sorted((bool(models.runs[r].get("overrides")), bool(models.runs[r].get("vectors")), r) for r in names
                    if models.runs[r]["backbone"] == b.backbone and models.runs[r]["representation"] == b.representation)
-    return found[0][1] if found else None
+    return found[0][-1] if found else None
 
 
 def pools_of(names: list[str], models: Models) -> list[str]:

@@ -12,6 +12,7 @@ from lib.report.config import ReportConfig
 from lib.report.models import COLD, KEY, POOLS, WIDEST_POOL, Models, ordered, placing_cold, pools_of, reference_of
 from lib.report.tables import (
     comparison_rows,
+    content_rows,
     control_table,
     generator_grid,
     generator_rows,
@@ -149,6 +150,18 @@ def significance_note(base: str | None, cold: str | None, n_tests: int, cfg: Rep
     return " ".join(out)
 
 
+def content_section(names: list[str], models: Models) -> list[str]:
+    """Content representations (item text template, encoder): the table and the best vectors per backbone and
+    representation; nothing when no content run reads other vectors than data/embed."""
+    rows = content_rows(names, models)
+    if not rows:
+        return []
+    return ["### Content representations (test)", "",
+            "Content runs by the item vectors they read: `embed` = data/embed (params `embed`), any other name = "
+            "data/vectors/<name> (params `text_vectors`, `collab_vectors`). `vs embed`: against the run of the same "
+            "backbone and representation on `embed`.", "", *rows, ""]
+
+
 def protocol_section(protocol: str, names: list[str], models: Models, comp: dict, n_tests: int, split: dict,
                      cfg: ReportConfig, figures: dict[str, str]) -> tuple[list[str], dict]:
     """Markdown of one protocol and its JSON leaderboard entry; `comp` holds its Holm-corrected tests."""
@@ -174,6 +187,7 @@ def protocol_section(protocol: str, names: list[str], models: Models, comp: dict
         f"Seeds: {seeds}." if seeds else "", "",
         figures.get(f"metrics_vs_k_{protocol}", ""), "",
         "### Item representation x backbone (test)", "", *representation_grid(names, models), "",
+        *content_section(names, models),
         "### Cold vs warm targets (test)", "", "Grouped by family, best cold-target HR@10 first within a family.", "",
         *metric_table(ordered(names, models, COLD), models, comp,
                       [f"test/{s}/{m}" for s in ("warm_target", "cold_target") for m in cfg.significance_metrics],

@@ -79,8 +79,10 @@ def comparison_rows(comparisons: dict) -> list[str]:
 
 
 def representation(info: dict) -> str:
-    """A run's item representation, with its tokenizer for code representations: `sid_unigram (opq)`."""
-    return info["representation"] + (f" ({info['tokenizer']})" if info.get("tokenizer") else "")
+    """A run's item representation, with its tokenizer for code representations and its item vectors for a
+    content run on other vectors than data/embed (run.json `vectors`): `sid_unigram (opq)`, `content [title]`."""
+    return (info["representation"] + (f" ({info['tokenizer']})" if info.get("tokenizer") else "")
+            + (f" [{info['vectors']}]" if info.get("vectors") else ""))
 
 
 def representation_grid(names: list[str], models: Models) -> list[str]:
@@ -101,6 +103,41 @@ def representation_grid(names: list[str], models: Models) -> list[str]:
     rows = [[rep] + [models.evals[cell[(rep, b)]].get(k) if (rep, b) in cell else None
                      for b in backbones for k in (KEY, COLD)] for rep in reps]
     return table(["representation", *(f"{b} {n}" for b in backbones for n in ("NDCG@10", "cold HR@10"))], rows)
+
+
+DEFAULT_VECTORS = "embed"  # what a content run without `vectors` reads: data/embed (params `embed`)
+
+
+def content_rows(names: list[str], models: Models) -> list[str]:
+    """Content runs by the item vectors they read (data/embed or data/vectors/<name>) on test: NDCG@10 and
+    cold HR@10, each against the run of the same backbone and representation on data/embed, then one
+    sentence per backbone and representation naming its best vectors. Runs with `set` overrides are left
+    out (variants, in the leaderboard only); [] when no run reads other vectors."""
+    runs = [r for r in names if models.runs[r]["family"] == "content_rankers" and not models.runs[r].get("overrides")]
+    if not any(models.runs[r].get("vectors") for r in runs):
+        return []
+    ev = models.evals
+    shape = {r: (models.runs[r]["backbone"], models.runs[r]["representation"]) for r in runs}
+    vectors = {r: models.runs[r].get("vectors") or DEFAULT_VECTORS for r in runs}
+    base = {shape[r]: r for r in sorted(runs, reverse=True) if not models.runs[r].get("vectors")}  # first by name
+
+    def vs(r: str, key: str) -> str:
+        b = base.get(shape[r])
+        if b is None or b == r or ev[r].get(key) is None or ev[b].get(key) is None:
+            return "–"
+        return rel_change(ev[r][key], ev[b][key])
+
+    ordered_runs = sorted(runs, key=lambda r: (shape[r], -ev[r].get(KEY, -1.0), r))  # best first per shape
+    rows = [[f"{shape[r][0]} {shape[r][1]}", vectors[r], f"`{r}`", ev[r].get(KEY), vs(r, KEY), ev[r].get(COLD),
+             vs(r, COLD)] for r in ordered_runs]
+    best = {}
+    for r in ordered_runs:
+        best.setdefault(shape[r], r)
+    lines = [f"- {b} {rep}: best on `{vectors[r]}` (`{r}`, NDCG@10 {fmt(ev[r].get(KEY))}"
+             + (f", {vs(r, KEY)} vs `{DEFAULT_VECTORS}`)" if vs(r, KEY) != "–" else ")")
+             for (b, rep), r in best.items() if sum(shape[x] == (b, rep) for x in runs) > 1]
+    return table(["backbone, representation", "vectors", "run", "NDCG@10", f"vs {DEFAULT_VECTORS}", "cold HR@10",
+                  f"vs {DEFAULT_VECTORS}"], rows) + ([""] + lines if lines else [])
 
 
 GENERATOR_KINDS = {"generators": "TIGER-style (beam search)", "parallel_generators": "RPG (parallel digits, exact)"}
