@@ -904,3 +904,39 @@ def test_references_and_protocol_pairs_use_the_default_item_vectors():
                   "tie_break": t} for p, t in (("gts", "file_order"), ("rt", "random"))}
     pairs = tie_pairs({"gts": [r for r in models.runs if r != "s_c_rt"], "rt": ["s_c_rt"]}, models, splits)
     assert pairs == [("gts", "s_c", "rt", "s_c_rt")]
+
+
+def test_refit_pairs_twin_tokenizers_and_table():
+    """The final-refit section pairs each model with its refit twin only: the same tokenizer fit on the refit
+    split (rqvae -> rqvae_refit), never another tokenizer of the same representation, never across tie orders."""
+    from lib.report.effects import protocol_pairs, refit_effects
+    gen = {"family": "generators", "backbone": "gpt2", "representation": "sid"}
+    runs = {"s_id": {"family": "rankers", "backbone": "sasrec", "representation": "id"},
+            "g": gen | {"tokenizer": "rqvae"}, "g_collab": gen | {"tokenizer": "rqvae_collab"},
+            "g_lsh": gen | {"tokenizer": "lsh"}, "g_rt": gen | {"tokenizer": "rqvae_random_ties"}}
+    runs |= {"s_id_refit": runs["s_id"], "g_refit": gen | {"tokenizer": "rqvae_refit"}}
+    ev = {"s_id": (0.020, 0.040, 0.0), "s_id_refit": (0.030, 0.050, 0.0), "g": (0.010, 0.020, 0.010),
+          "g_refit": (0.015, 0.018, 0.020), "g_collab": (0.5, 0.5, 0.5), "g_lsh": (0.4, 0.4, 0.4),
+          "g_rt": (0.3, 0.3, 0.3)}
+    models = Models(runs=runs, evals={r: {"test/ndcg@10": n, "test/hr@10": h, "test/cold_target/hr@10": c}
+                                      for r, (n, h, c) in ev.items()},
+                    train={"s_id_refit": {"retrained_on_validation_epochs": 7},
+                           "g_refit": {"retrained_on_validation_epochs": 9}})
+    split = {"type": "global_temporal", "t_val": 1, "t_test": 2, "retrain_on_validation": False,
+             "tie_break": "file_order"}
+    splits = {"gts": split, "gts_refit": split | {"retrain_on_validation": True},
+              "gts_random_ties": split | {"tie_break": "random"}}
+    by_protocol = {"gts": ["s_id", "g", "g_collab", "g_lsh"], "gts_refit": ["s_id_refit", "g_refit"],
+                   "gts_random_ties": ["g_rt"]}
+    pairs = protocol_pairs(by_protocol, models, splits, "retrain_on_validation", False, True)
+    assert pairs == [("gts", "g", "gts_refit", "g_refit"), ("gts", "s_id", "gts_refit", "s_id_refit")]
+    assert protocol_pairs(by_protocol, models, splits, "tie_break", "file_order", "random") == [
+        ("gts", "g", "gts_random_ties", "g_rt")]
+    lines = refit_effects(by_protocol, models, splits)
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| `")]
+    assert rows == [["`g` (1) / `g_refit` (1)", "`gts` / `gts_refit`", "0.0100", "0.0150", "+50%", "0.0200",
+                     "0.0180", "-10%", "0.0100", "0.0200", "+100%", "9"],
+                    ["`s_id` (1) / `s_id_refit` (1)", "`gts` / `gts_refit`", "0.0200", "0.0300", "+50%", "0.0400",
+                     "0.0500", "+25%", "0.0000", "0.0000", "n/a (baseline is 0)", "7"]]
+    assert "With the final refit, test NDCG@10 changes by +50% to +50% over 2 model pair(s)." in lines
+    assert "not measured" in refit_effects({"gts": ["s_id"]}, models, splits)[0]
