@@ -121,3 +121,29 @@ def test_seqrec_tensors_follow_the_module(tmp_path, monkeypatch, backbone, repre
         training.fit(backbone, representation, cfg, train, val, n_items, features, str(tmp_path / "ck"),
                      progress=False)
     assert_all_on_device(placed.value.args[0])
+
+
+def test_native_bfloat16_reads_the_cpu_flags():
+    from lib.trainer import native_bfloat16
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert not native_bfloat16(avx2)
+    assert native_bfloat16(avx2.replace("avx2", "avx2 avx512f avx512_bf16"))
+    assert native_bfloat16(avx2.replace("avx2", "avx2 amx_bf16 amx_tile"))
+    assert native_bfloat16("Features\t: fp asimd bf16 i8mm\n") and not native_bfloat16("Features\t: fp asimd\n")
+    assert native_bfloat16("")  # nothing to read: no warning
+
+
+def test_emulated_bfloat16_is_warned_about(monkeypatch, caplog):
+    import lib.trainer as trainer
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda: False)
+    for tc, warned in ((TrainConfig(ce_dtype="bfloat16", device="cpu"), True),
+                       (TrainConfig(ce_dtype="float32", device="cpu"), False),
+                       (SidTrainConfig(precision="bf16-mixed", device="cpu"), True),
+                       (SidTrainConfig(precision="32-true", device="cpu"), False)):
+        caplog.clear()
+        trainer.warn_if_emulated_bfloat16(tc)
+        assert ("no bfloat16 arithmetic" in caplog.text) == warned, tc
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda: True)
+    caplog.clear()
+    trainer.warn_if_emulated_bfloat16(TrainConfig(ce_dtype="bfloat16", device="cpu"))
+    assert not caplog.text
