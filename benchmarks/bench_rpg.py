@@ -1,7 +1,7 @@
 """Benchmark: RPG's training seconds per epoch, where they go, and exact-scoring users/second.
 
 Runs on the real split (data/split/gts) and a tokenizer's long codes (default data/tokenizers/opq) with
-params.yaml's `rpg` section and `--set` overrides, one subprocess per configuration so that peak RSS is
+params.yaml's `rpg` section and `--config` overrides, one subprocess per configuration so that peak RSS is
 per configuration. `--profile N` adds the top operators of N training batches (torch.profiler, CPU time).
 
     python benchmarks/bench_rpg.py [--epochs 1] [--codes data/tokenizers/opq] \
