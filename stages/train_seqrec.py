@@ -17,7 +17,7 @@ from _common import checked, setup_logging
 from lib.io import read_json, write_json, write_parquet
 from lib.models.config import SeqRecConfig
 from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, FUSION_KINDS, ItemFeatures
-from lib.models.recommend import recommend
+from lib.models.recommend import choose_cold_shift, recommend, shifter
 from lib.models.training import fit, refit
 from lib.runs import FAMILIES, load_run, run_info
 from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
@@ -28,6 +28,13 @@ def warm_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
     warm = np.zeros(n_items + 1, dtype=bool)
     warm[train["item"].to_numpy()] = True
     return warm
+
+
+def cold_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """(N+1,) bool: a real item without an interaction in `train` (row 0, padding, is not cold)."""
+    cold = ~warm_items(train, n_items)
+    cold[0] = False
+    return cold
 
 
 def main() -> None:
@@ -48,7 +55,7 @@ def main() -> None:
             p.error(f"representation {rep} needs --{flag}")
 
     split_info = read_json(args.split_dir / "split.json")
-    train = pd.read_parquet(args.split_dir / "train.parquet")
+    train = train_fit = pd.read_parquet(args.split_dir / "train.parquet")
     val = pd.read_parquet(args.split_dir / "val.parquet")
     test = pd.read_parquet(args.split_dir / "test.parquet")
     n_items = len(pd.read_parquet(args.items, columns=["item"]))
@@ -70,8 +77,15 @@ def main() -> None:
         facts |= {"retrained_on_validation_epochs": facts["best_epoch"],
                   "refit_seconds": round(time.perf_counter() - t0, 1)}
     device = torch_device(cfg.train.device)
+    adjusts = {"val": None, "test": None}
+    if cfg.cold_shift != (0.0,):  # chosen on validation with the validation checkpoint, then used for both lists
+        cold_val, cold_test = cold_items(train_fit, n_items), cold_items(train, n_items)  # train: refit's, if any
+        shift, by_shift = choose_cold_shift(best.model, val, cold_val, cfg.cold_shift, device=device)
+        adjusts = {"val": shifter(cold_val, shift), "test": shifter(cold_test, shift)}
+        facts |= {"cold_shift": shift, "cold_shift_val_ndcg@10": {f"{b:g}": round(v, 6) for b, v in by_shift.items()}}
     for split_name, rows, m in (("val", val, best), ("test", test, final)):
-        write_parquet(recommend(m.model, rows, cfg.top_k, device=device), args.recs_dir / f"{split_name}.parquet")
+        write_parquet(recommend(m.model, rows, cfg.top_k, device=device, adjust=adjusts[split_name]),
+                      args.recs_dir / f"{split_name}.parquet")
     publish_checkpoint(ckpt_tmp, args.model_dir)
     zeroed = int((~features.warm[1:]).sum()) if rep in FUSION_KINDS and cfg.model.zero_cold_ids else 0
     write_json({"model": args.run, **facts, "zeroed_id_rows": zeroed, "peak_memory_mb": peak_memory_mb(device)},

@@ -70,7 +70,12 @@ class SeqRecConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     top_k: int = 100  # recommendations written per user (before seen-item filtering)
+    # shifts of cold items' scores, in the user's score sd, tried on validation after training; the best one
+    # decodes validation and test (lib/models/recommend.py). (0.0,) = no shift, no search
+    cold_shift: tuple[float, ...] = (0.0,)
 
     def validate(self) -> None:
         if self.top_k < 1:
             raise ValueError("top_k: must be >= 1")
+        if not self.cold_shift:
+            raise ValueError("cold_shift: must list at least one shift (0.0 = none)")
