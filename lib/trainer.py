@@ -38,7 +38,7 @@ def torch_device(device: str) -> str:
 def native_bfloat16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU has bfloat16 arithmetic (x86: AVX-512 BF16 or AMX; Arm: BF16), read from
     /proc/cpuinfo (or the given text); True where that cannot be read, so no false alarm. Without it
-    torch emulates bfloat16 matmuls: measured 6.5x slower than float32 on an AVX2 EPYC (README, Speed)."""
+    torch emulates bfloat16 matmuls: measured 6.5x slower than float32 on an AVX2 EPYC (README, Reproducibility)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
