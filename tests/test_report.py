@@ -151,6 +151,8 @@ def build(root: Path) -> dict:
         _json({"run": run, "protocol": protocol, **ev.metrics}, root / "metrics/eval" / f"{run}.json")
         train = {"best_epoch": 5 + i, "epochs": 13 + i, "seconds_per_epoch": 1.5 + i, "train_seconds": 20.0 * (i + 1),
                  "peak_memory_mb": 300.0 + i, "parameters": 10_000 * (i + 1)}
+        if run == "sasrec_content":
+            train["cold_shift"] = 1.5  # chosen on validation (lib/models/recommend.py): named by the control section
         if family == "generators":
             train |= {"test/prefix_hr@10/codes1": 0.5, "test/prefix_hr@10/codes2": 0.3,
                       "test/prefix_hr@10/codes3": 0.2, "test/invalid_id_rate": 0.0, "test/users_per_second": 250.0}
@@ -666,6 +668,7 @@ def test_cold_start_control_tables(study):
     # 8 of 14 reachable targets hit where chance gives 2.2: far outside the control's Poisson-binomial
     assert "Significantly above their control on pool `untrained`: `sasrec_content_plus_id` (HR@10)." in text
     assert "Not shown (no item of pool `untrained` in any list): `sasrec_id`, `gpt2_id`." in text
+    assert "NDCG@10): `sasrec_content` b = 1.5." in text  # the one run with a cold shift, and only it
     loo = section(protocol_section(md, "loo"), "### Cold-start control (test)")
     assert "**Pool `untrained`**" in loo and "known_at_test" not in loo  # leave-one-out has no T_test
 

@@ -108,6 +108,10 @@ def control_section(names: list[str], models: Models, comp: dict, cfg: ReportCon
         return out + [f"No model places an item of pool `{WIDEST_POOL}` in its top "
                       f"{cfg.significance_metrics[0].split('@')[1]}: no control comparison."]
     left_out = [r for r in names if r not in placing]
+    shifted = [r for r in placing if models.train.get(r, {}).get("cold_shift") is not None]
+    if shifted:  # a rule that moves cold items up: named, so its rows are read against the control
+        out += ["Cold shift (cold items' scores raised by b of the user's score sd, b chosen on validation "
+                "NDCG@10): " + ", ".join(f"`{r}` b = {models.train[r]['cold_shift']:g}" for r in shifted) + ".", ""]
     for pool in pools:
         first = models.evals[placing[0]]
         out += [f"**Pool `{pool}`**: {first.get(f'test/cold_pool/{pool}/items', '?')} items, "
