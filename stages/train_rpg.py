@@ -2,12 +2,14 @@
 
 The run is params `runs.parallel_generators.<run>` (lib/runs.py): section `rpg` with the run's `set`
 overrides. Every item is scored through its digits (cold items too; no cold-start rule), and the
-lists hold top_k + the user's seen items, filtered by the evaluator like every ranker's.
+lists hold top_k + the user's seen items, filtered by the evaluator like every ranker's. With
+model.digit_init codebook the digit embeddings start as the tokenizer's centroids (its model.pt).
 """
 import time
 
 import numpy as np
 import pandas as pd
+import torch
 
 from _codes import content_levels, load_codes
 from _common import checked, setup_logging, stage_args
@@ -22,6 +24,17 @@ from lib.trainer import peak_memory_mb, publish_checkpoint, torch_device
 def digits_and_codebook(codes: np.ndarray, meta: dict) -> tuple[np.ndarray, int]:
     """(N+1, levels) content digits (the collision level is not one) and the largest of their codebook sizes."""
     return content_levels(codes, meta), int(max(meta["codebook_sizes"][: int(meta["levels"])]))
+
+
+def tokenizer_centroids(codes_dir) -> np.ndarray:
+    """(m, K, d_sub) centroids of a pq/opq tokenizer's model.pt, or a clear exit."""
+    path = codes_dir / "model.pt"
+    if not path.is_file():
+        raise SystemExit(f"error: model.digit_init codebook needs the tokenizer state, not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "centroids" not in state:
+        raise SystemExit(f"error: model.digit_init codebook needs a pq/opq tokenizer; {path} has no centroids")
+    return state["centroids"].numpy()
 
 
 def main() -> None:
@@ -41,18 +54,19 @@ def main() -> None:
     train, train_full, val, test = (pd.read_parquet(args.split_dir / f"{s}.parquet")
                                     for s in ("train", "train_full", "val", "test"))
     refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
+    centroids = tokenizer_centroids(args.codes_dir) if cfg.model.digit_init == "codebook" else None
 
     from dvclive.lightning import DVCLiveLogger  # only the stage logs; lib stays logger-agnostic
     logger = DVCLiveLogger(dir=str(args.plots_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     ckpt_tmp = args.model_dir.parent / f".{args.model_dir.name}.ckpt_tmp"
     try:
-        module, facts = fit(cfg, digits, codebook_size, train, val, str(ckpt_tmp), logger=logger)
+        module, facts = fit(cfg, digits, codebook_size, train, val, str(ckpt_tmp), logger=logger, centroids=centroids)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     final = module  # validation lists always come from the model chosen on validation
     if refit_final:  # test lists from a refit on train + validation period for the chosen epoch count
         t0 = time.perf_counter()
-        final = refit(cfg, digits, codebook_size, train_full, facts["best_epoch"])
+        final = refit(cfg, digits, codebook_size, train_full, facts["best_epoch"], centroids=centroids)
         final.trainer.save_checkpoint(ckpt_tmp / "best.ckpt", weights_only=True)
         facts |= {"retrained_on_validation_epochs": facts["best_epoch"],
                   "refit_seconds": round(time.perf_counter() - t0, 1)}

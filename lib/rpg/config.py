@@ -11,7 +11,12 @@ class RPGModelConfig:
     n_layers: int = 2  # GPT-2 blocks (paper: 2)
     n_heads: int = 4  # (paper: 4)
     d_ff: int = 512  # feed-forward width (paper: 1024)
-    dropout: float = 0.5  # (paper: 0.5)
+    dropout: float = 0.5  # on the input embeddings and attention weights (paper: 0.5)
+    resid_dropout: float = 0.0  # on each block's attention and FFN outputs (paper's code: 0.0)
+    input_scale: bool = True  # item vector = digit mean x sqrt(d_model) (false: the paper's unscaled mean)
+    # digit embeddings at init: random (the paper) | codebook = the tokenizer's centroids, digit j's in block j
+    # of the d_model dims (pq/opq with levels x sub-vector dims = d_model: opq_w128 at d_model 128; ours)
+    digit_init: Literal["random", "codebook"] = "random"
     max_len: int = 50  # history items read (paper: 50)
     temperature: float = 0.03  # digit logits = cosine(head output, digit embedding) / temperature (paper: 0.03)
 
@@ -20,8 +25,9 @@ class RPGModelConfig:
             raise ValueError(f"model.d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.max_len < 2 or self.n_layers < 1 or self.d_ff < 1:
             raise ValueError("model: max_len must be >= 2, n_layers and d_ff >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("model.dropout: must be in [0, 1)")
+        for name in ("dropout", "resid_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model.{name}: must be in [0, 1), got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ValueError(f"model.temperature: must be > 0, got {self.temperature}")
 
@@ -30,6 +36,7 @@ class RPGModelConfig:
 class RPGTrainConfig:
     lr: float = 0.01  # AdamW peak learning rate (paper: 0.01)
     weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm (paper's code: 1.0); 0 = off
     warmup_steps: int = 500  # linear warm-up, then cosine decay to 0 at max_epochs (schedule: cosine)
     schedule: Literal["cosine", "constant"] = "cosine"
     batch_size: int = 256  # users per batch (paper: 256)
@@ -49,6 +56,8 @@ class RPGTrainConfig:
             raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if self.grad_clip < 0:
+            raise ValueError(f"train.grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
         if self.warmup_steps < 0:
             raise ValueError("train.warmup_steps: must be >= 0")
 

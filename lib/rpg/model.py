@@ -3,12 +3,14 @@
 Items are m unordered digits (product-quantisation codes, lib/tokenizers/pq.py), digit j of item i
 being c_ij in [0, K). Digit j's K codes have their own embedding rows, and an item's input vector
 is the mean of its m digit embeddings, so every item, cold or not, is represented through content
-codes only. After the decoder, one projection head per digit maps the hidden state h to g_j; the
-logit of code k of digit j is cos(g_j, e_jk) / temperature, with the digit embeddings e shared
+codes only. After the decoder, one residual head per digit maps the hidden state h to
+g_j = h + SiLU(W_j h + b_j) (W_j = 0 at init, so every head starts as the identity; the paper's code);
+the logit of code k of digit j is cos(g_j, e_jk) / temperature, with the digit embeddings e shared
 between input and output. Training is multi-token prediction: one cross-entropy per digit
 against the next item's code (averaged over digits, summed over positions). An item's score is
 the sum of its digits' log-probabilities, computed exactly for every item of the catalogue (m
-gathers per user), so no beam search is needed at this catalogue size.
+gathers per user, done as one embedding-bag over the digit log-probabilities), so no beam search is
+needed at this catalogue size.
 """
 from __future__ import annotations
 
@@ -36,9 +38,28 @@ def digit_tokens(codes: np.ndarray, codebook_size: int) -> np.ndarray:
     return tokens
 
 
+def codebook_table(centroids: np.ndarray, d_model: int, row_norm: float) -> torch.Tensor:
+    """(m, K, d_sub) product-quantiser centroids -> (m*K, d_model) digit embeddings: code k of digit j is
+    centroid (j, k) in dims [j*d_sub, (j+1)*d_sub) and 0 elsewhere, all rows scaled by one factor to a mean
+    norm of `row_norm`. The mean of an item's m rows is then its quantised content vector / m (times that
+    factor): items start where the tokenizer put them, and digit j's output logits compare block j."""
+    c = torch.as_tensor(np.asarray(centroids), dtype=torch.float32)
+    m, k, d_sub = c.shape
+    if m * d_sub != d_model:
+        raise ValueError(f"model.digit_init: codebook needs levels x sub-vector dims = d_model; the tokenizer has "
+                         f"{m} x {d_sub} = {m * d_sub}, model.d_model is {d_model}")
+    table = torch.zeros(m, k, d_model)
+    for j in range(m):
+        table[j, :, j * d_sub:(j + 1) * d_sub] = c[j]
+    table = table.view(m * k, d_model)
+    return table * (row_norm / table.norm(dim=1).mean().clamp_min(1e-12))
+
+
 class RPG(nn.Module):
-    def __init__(self, codes: np.ndarray, codebook_size: int, cfg: RPGModelConfig):
-        """codes (N+1, m): digit c_ij of item i (row 0 = padding); codebook_size K codes per digit."""
+    def __init__(self, codes: np.ndarray, codebook_size: int, cfg: RPGModelConfig,
+                 centroids: np.ndarray | None = None):
+        """codes (N+1, m): digit c_ij of item i (row 0 = padding); codebook_size K codes per digit;
+        centroids (m, K, d_sub): the tokenizer's, for model.digit_init = codebook."""
         super().__init__()
         self.cfg = cfg
         self.n_items, self.n_digits = codes.shape[0] - 1, codes.shape[1]
@@ -50,13 +71,20 @@ class RPG(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)
         with torch.no_grad():
             self.embed.weight[PAD_TOKEN].zero_()
+            if cfg.digit_init == "codebook":
+                if centroids is None:
+                    raise ValueError("model.digit_init: codebook needs the tokenizer's centroids")
+                if tuple(np.shape(centroids)[:2]) != (m, codebook_size):
+                    raise ValueError(f"model.digit_init: centroids of shape {np.shape(centroids)} do not match "
+                                     f"{m} digits x {codebook_size} codes")
+                self.embed.weight[1:] = codebook_table(centroids, d, 0.02 * np.sqrt(d))  # random init's norm
         config = GPT2Config(vocab_size=1, n_positions=cfg.max_len, n_embd=d, n_layer=cfg.n_layers,
-                            n_head=cfg.n_heads, n_inner=cfg.d_ff, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
-                            attn_pdrop=cfg.dropout, use_cache=False)
+                            n_head=cfg.n_heads, n_inner=cfg.d_ff, resid_pdrop=cfg.resid_dropout,
+                            embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, use_cache=False)
         self.gpt = GPT2Model(config)
         self.gpt.wte.weight.requires_grad_(False)  # inputs_embeds replaces the token table
-        self.input_scale = float(np.sqrt(d))
-        self.heads = nn.Parameter(torch.eye(d).repeat(m, 1, 1) + 0.02 * torch.randn(m, d, d))  # (m, d, d)
+        self.input_scale = float(np.sqrt(d)) if cfg.input_scale else 1.0
+        self.heads = nn.Parameter(torch.zeros(m, d, d))  # (m, d_in, d_out): W_j^T of g_j = h + SiLU(W_j h + b_j)
         self.head_bias = nn.Parameter(torch.zeros(m, d))
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
@@ -68,24 +96,26 @@ class RPG(nn.Module):
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
         """seq (B, L) right-padded item ids -> (B, L, d); causal, so padding never reaches a real position.
 
-        The digit mean is scaled by sqrt(d) (as SASRec scales its item embeddings): a mean of m small
-        random vectors is ~sqrt(m) times shorter than one, and unscaled it is drowned by GPT-2's
-        position embeddings (measured on Beauty: the loss stayed at the digits' marginal entropy).
+        With model.input_scale the digit mean is scaled by sqrt(d) (as SASRec scales its item embeddings):
+        a mean of m small random vectors is ~sqrt(m) times shorter than one, and unscaled it is drowned by
+        GPT-2's position embeddings early in training (the paper's code does not scale).
         """
         return self.gpt(inputs_embeds=self.item_vectors(seq) * self.input_scale).last_hidden_state
 
     def digit_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """h (M, d) -> (M, m, K): cosine of each digit head's output with that digit's code embeddings / T."""
-        g = F.normalize(torch.einsum("md,jde->mje", h, self.heads) + self.head_bias, dim=-1)  # (M, m, d)
+        """h (M, d) -> (m, M, K): cosine of each digit head's output with that digit's code embeddings / T."""
+        x = h.unsqueeze(0)  # (1, M, d)
+        g = x + F.silu(torch.matmul(x, self.heads) + self.head_bias[:, None])  # (m, M, d)
+        g = F.normalize(g, dim=-1) / self.cfg.temperature  # the temperature on (m, M, d), not on (m, M, K)
         codes = F.normalize(self.embed.weight[1:].view(self.n_digits, self.codebook_size, -1), dim=-1)  # (m, K, d)
-        return torch.einsum("mjd,jkd->mjk", g, codes) / self.cfg.temperature
+        return torch.bmm(g, codes.transpose(1, 2))  # (m, M, K)
 
     def loss(self, inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Per-digit cross-entropy of the next item at real positions (tgt > 0): mean over digits, summed
         over positions (the trainer divides by a constant, as SeqRec.loss)."""
         mask = tgt > 0
-        logits = self.digit_logits(self.hidden(inp)[mask])  # (M, m, K)
-        target = self.digits[tgt[mask] - 1]  # (M, m)
+        logits = self.digit_logits(self.hidden(inp)[mask])  # (m, M, K)
+        target = self.digits[tgt[mask] - 1].T  # (m, M)
         ce = F.cross_entropy(logits.float().reshape(-1, self.codebook_size), target.reshape(-1), reduction="sum")
         return ce / self.n_digits
 
@@ -95,9 +125,9 @@ class RPG(nn.Module):
         log-probabilities; column 0 (padding) = -inf."""
         h = self.hidden(seq)
         last = h[torch.arange(seq.shape[0], device=seq.device), lengths - 1]  # (B, d)
-        logp = torch.log_softmax(self.digit_logits(last).float(), dim=-1)  # (B, m, K)
-        scores = torch.zeros(seq.shape[0], self.n_items + 1, device=seq.device)
-        for j in range(self.n_digits):
-            scores[:, 1:] += logp[:, j, self.digits[:, j]]
-        scores[:, 0] = float("-inf")
-        return scores
+        logp = torch.log_softmax(self.digit_logits(last).float(), dim=-1)  # (m, B, K)
+        # item i's score = sum_j logp[j, :, c_ij]: a sum-bag over the (m*K, B) table, rows = digit tokens - 1
+        table = logp.permute(0, 2, 1).reshape(-1, seq.shape[0])  # (m*K, B)
+        items = F.embedding_bag(self.tokens[1:] - 1, table, mode="sum")  # (N, B)
+        pad = torch.full((seq.shape[0], 1), float("-inf"), device=seq.device)
+        return torch.cat([pad, items.T], dim=1)

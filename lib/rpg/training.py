@@ -7,6 +7,7 @@ to 0 at max_epochs (the paper's schedule).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import asdict
@@ -44,18 +45,21 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 class RPGModule(ExactValidationModule):
     """Lightning wrapper; its hyperparameters rebuild the model from a checkpoint, whose buffers carry the codes.
 
-    `codes` (N+1, m) is needed to build a new model; loading a checkpoint needs none: the model is
-    built on placeholder digits and the state dict then restores the real ones.
+    `codes` (N+1, m) (and `centroids` for digit_init codebook) are needed to build a new model; loading
+    a checkpoint needs neither: the model is built on placeholder digits and random digit embeddings,
+    and the state dict then restores the real ones.
     """
 
     def __init__(self, n_items: int, n_digits: int, codebook_size: int, model_cfg: dict, train_cfg: dict,
-                 top_k: int = 100, codes: np.ndarray | None = None):
+                 top_k: int = 100, codes: np.ndarray | None = None, centroids: np.ndarray | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["codes"])
+        self.save_hyperparameters(ignore=["codes", "centroids"])
         self.train_cfg = RPGTrainConfig(**train_cfg)
-        if codes is None:
+        model_cfg = RPGModelConfig(**model_cfg)
+        if codes is None:  # restoring a checkpoint: its state dict holds the codes and the trained digit rows
             codes = np.vstack([np.full(n_digits, -1), np.zeros((n_items, n_digits), dtype=np.int64)])
-        self.model = RPG(np.asarray(codes), codebook_size, RPGModelConfig(**model_cfg))
+            model_cfg = dataclasses.replace(model_cfg, digit_init="random")
+        self.model = RPG(np.asarray(codes), codebook_size, model_cfg, centroids)
         self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
         self.total_steps = 1  # optimizer steps of max_epochs, for the cosine schedule
 
@@ -70,6 +74,10 @@ class RPGModule(ExactValidationModule):
         with autocast(self.train_cfg, self.device):  # validation scores in the mode test scores in
             return self.model.score_last(seq, lengths)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if self.train_cfg.grad_clip:  # global norm, as the paper's code (max_grad_norm)
+            self.clip_gradients(optimizer, gradient_clip_val=self.train_cfg.grad_clip, gradient_clip_algorithm="norm")
+
     def configure_optimizers(self):
         tc = self.train_cfg
         opt = torch.optim.AdamW(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -78,15 +86,15 @@ class RPGModule(ExactValidationModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame
-            ) -> tuple[RPGModule, DataLoader, list[np.ndarray]]:
+def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame,
+            centroids: np.ndarray | None = None) -> tuple[RPGModule, DataLoader, list[np.ndarray]]:
     """A fresh seeded module and the loader of `train`'s sequences (schedule and loss scale set)."""
     tc = cfg.train
     L.seed_everything(tc.seed, workers=True, verbose=False)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     module = RPGModule(codes.shape[0] - 1, codes.shape[1], codebook_size, asdict(cfg.model), asdict(tc), cfg.top_k,
-                       codes=codes)
+                       codes=codes, centroids=centroids)
     seqs = training_sequences(train, cfg.model.max_len)
     sampler = LengthBucketSampler([len(s) for s in seqs], tc.batch_size, tc.seed, tc.length_pool)
     loader = DataLoader(NextItemDataset(seqs), batch_sampler=sampler, collate_fn=NextItemDataset.collate,
@@ -97,9 +105,10 @@ def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.Dat
 
 
 def fit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame, val: pd.DataFrame,
-        ckpt_dir: str, logger=None, progress: bool = True) -> tuple[RPGModule, dict]:
+        ckpt_dir: str, logger=None, progress: bool = True, centroids: np.ndarray | None = None
+        ) -> tuple[RPGModule, dict]:
     """Train with early stopping on validation NDCG@10; return the best module and training facts."""
-    module, loader, seqs = _module(cfg, codes, codebook_size, train)
+    module, loader, seqs = _module(cfg, codes, codebook_size, train, centroids)
     val_loader = module.validation_loader(val, cfg.model.max_len, cfg.train.num_workers)
     log.info("rpg: %d training sequences, %d validation users, %d items x %d digits of %d codes",
              len(seqs), len(val), module.model.n_items, module.model.n_digits, codebook_size)
@@ -111,11 +120,11 @@ def fit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFra
 
 
 def refit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train_full: pd.DataFrame, epochs: int,
-          progress: bool = True) -> RPGModule:
+          progress: bool = True, centroids: np.ndarray | None = None) -> RPGModule:
     """Retrain from scratch on train + validation period for the epoch count chosen on validation
     (split.retrain_on_validation); the schedule keeps its max_epochs length, as in `fit`."""
     tc = cfg.train
-    module, loader, _ = _module(cfg, codes, codebook_size, train_full)
+    module, loader, _ = _module(cfg, codes, codebook_size, train_full, centroids)
     trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
                         deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
                         enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)

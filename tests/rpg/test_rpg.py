@@ -36,7 +36,11 @@ def small(**kw) -> RPGModelConfig:
 
 def model(seed: int = 0) -> RPG:
     torch.manual_seed(seed)
-    return RPG(parallel_codes(), K, small()).eval()
+    m = RPG(parallel_codes(), K, small()).eval()
+    with torch.no_grad():  # heads start as the identity (W = 0); random ones exercise the brute force
+        m.heads.normal_(std=0.3)
+        m.head_bias.normal_(std=0.1)
+    return m
 
 
 def test_digit_tokens_are_disjoint_per_digit_and_padding_is_zero():
@@ -62,12 +66,12 @@ def test_item_vector_is_the_mean_of_its_digit_embeddings():
 
 
 def brute_force_logp(m: RPG, h: torch.Tensor) -> torch.Tensor:
-    """(M, d) hidden -> (M, m, K) log-probabilities by explicit loops: head, cosine, temperature, softmax."""
+    """(M, d) hidden -> (M, m, K) log-probabilities by explicit loops: residual head, cosine, temperature, softmax."""
     e = m.embed.weight.detach()
     out = torch.zeros(len(h), M, K)
     for p in range(len(h)):
         for j in range(M):
-            g = m.heads[j].T @ h[p] + m.head_bias[j]
+            g = h[p] + torch.nn.functional.silu(m.heads[j].T @ h[p] + m.head_bias[j])
             logits = torch.tensor([torch.nn.functional.cosine_similarity(g, e[1 + j * K + k], dim=0)
                                    for k in range(K)]) / m.cfg.temperature
             out[p, j] = torch.log_softmax(logits, dim=0)
@@ -101,6 +105,44 @@ def test_exact_scores_equal_a_naive_loop_over_items():
             assert scores[u, it].item() == pytest.approx(sum(lp[u, j, codes[it, j]].item() for j in range(M)), abs=1e-4)
     # digits' distributions are normalised, so the scores of all K^M tuples sum to 1: the catalogue's to <= 1
     assert torch.exp(scores[:, 1:]).sum(1).max().item() <= 1.0 + 1e-5
+
+
+def test_codebook_init_puts_each_digit_s_centroids_in_its_block():
+    from lib.rpg.model import codebook_table
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=(M, K, 2))  # 3 digits x 4 codes x 2 dims = d_model 6
+    table = codebook_table(centroids, 6, row_norm=0.5).numpy().reshape(M, K, 6)
+    factor = table[0, 0, 0] / centroids[0, 0, 0]
+    for j in range(M):
+        block = slice(2 * j, 2 * j + 2)
+        np.testing.assert_allclose(table[j, :, block], factor * centroids[j], rtol=1e-5)  # one common factor
+        assert np.count_nonzero(np.delete(table[j], np.r_[block], axis=1)) == 0  # zero outside block j
+    assert np.linalg.norm(table.reshape(-1, 6), axis=1).mean() == pytest.approx(0.5, rel=1e-5)
+    # in a model: an item's input vector is its quantised vector (centroids of its digits, concatenated) / m
+    torch.manual_seed(0)
+    m = RPG(parallel_codes(), K, small(d_model=6, n_heads=2, digit_init="codebook"), centroids=centroids)
+    codes, rows = parallel_codes(), m.embed.weight.detach().numpy()[1:]
+    factor = rows[0, 0] / centroids[0, 0, 0]  # the model's rows have the random init's mean norm
+    assert np.linalg.norm(rows, axis=1).mean() == pytest.approx(0.02 * np.sqrt(6), rel=1e-5)
+    for item in (1, 7, 20):
+        quantised = np.concatenate([centroids[j, codes[item, j]] for j in range(M)])
+        got = m.item_vectors(torch.tensor([item]))[0].detach().numpy()
+        np.testing.assert_allclose(got, factor * quantised / M, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="levels x sub-vector dims = d_model"):
+        RPG(parallel_codes(), K, small(digit_init="codebook"), centroids=centroids)  # 3 x 2 != 16
+    with pytest.raises(ValueError, match="needs the tokenizer's centroids"):
+        RPG(parallel_codes(), K, small(d_model=6, digit_init="codebook"))
+
+
+def test_codebook_init_model_trains_and_its_checkpoint_restores_without_centroids(tmp_path):
+    train, val = tiny_split()
+    centroids = np.random.default_rng(1).normal(size=(M, K, 2))
+    c = RPGConfig(small(d_model=6, digit_init="codebook"), cfg().train, top_k=5)
+    module, facts = fit(c, parallel_codes(), K, train, val, str(tmp_path / "ck"), progress=False, centroids=centroids)
+    assert facts["best_val_ndcg@10"] > 0.5
+    re = RPGModule.load_from_checkpoint(str(tmp_path / "ck" / "best.ckpt"), map_location="cpu")
+    for a, b in zip(re.state_dict().values(), module.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_lr_schedule_by_hand():
@@ -144,7 +186,8 @@ PARAMS = {"rpg": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 
           "runs": {"parallel_generators": {"tiny": {"backbone": "gpt2", "tokenizer": "t", "protocol": "gts"}}}}
 
 
-def _stage(tmp: Path, refit: bool = False, protocol: str = "gts") -> subprocess.CompletedProcess:
+def _stage(tmp: Path, refit: bool = False, protocol: str = "gts", params: dict | None = None,
+           centroids: np.ndarray | None = None) -> subprocess.CompletedProcess:
     train, val = tiny_split()
     train = train[train["item"] != N_ITEMS]  # the last item is cold: scored through its digits only
     split = tmp / "split"
@@ -160,7 +203,9 @@ def _stage(tmp: Path, refit: bool = False, protocol: str = "gts") -> subprocess.
     np.save(tmp / "codes/codes.npy", codes)
     (tmp / "codes/meta.json").write_text(json.dumps({"levels": M, "codebook_sizes": [K] * M + [1],
                                                      "method": "opq", "protocol": protocol}))
-    (tmp / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    if centroids is not None:  # a pq/opq tokenizer's model.pt
+        torch.save({"centroids": torch.from_numpy(centroids)}, tmp / "codes/model.pt")
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params or PARAMS))
     args = [sys.executable, str(ROOT / "stages/train_rpg.py"), "--run", "tiny", "--split-dir", str(split),
             "--codes-dir", str(tmp / "codes"), "--model-dir", str(tmp / "model"), "--recs-dir", str(tmp / "recs"),
             "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"), "--run-info", str(tmp / "run.json"),
@@ -184,6 +229,18 @@ def test_stage_writes_exact_lists_with_cold_items_scored_natively(tmp_path):
     run = json.loads((tmp_path / "run.json").read_text())
     assert (run["family"], run["representation"], run["tokenizer"], run["n_levels"]) == \
         ("parallel_generators", "sid_parallel", "t", M)
+
+
+def test_stage_codebook_init_reads_the_tokenizer_centroids(tmp_path):
+    params = {**PARAMS, "rpg": {**PARAMS["rpg"], "model": {**PARAMS["rpg"]["model"], "d_model": 6,
+                                                             "digit_init": "codebook"}}}
+    (tmp_path / "a").mkdir()
+    p = _stage(tmp_path / "a", params=params)  # no model.pt in the codes dir: a clear error
+    assert p.returncode != 0 and "model.pt" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "b").mkdir()
+    p = _stage(tmp_path / "b", params=params, centroids=np.random.default_rng(0).normal(size=(M, K, 2)))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "b/m.json").read_text())["best_val_ndcg@10"] > 0
 
 
 def test_stage_refit_and_protocol_check(tmp_path):
