@@ -6,6 +6,7 @@ rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh (TIGER's abla
 meta.json, so downstream stages never change; pq/opq add `parallel: true` to meta.json (unordered
 digits). The fit items are the training items of the split given by --split-dir (the entry's `protocol`).
 """
+import io
 import resource
 
 import numpy as np
@@ -70,8 +71,10 @@ def main(argv=None) -> None:
              "embeddings": {"model": emb_meta.get("model"), "dim": int(emb.shape[1])}}
     write_npy(codes, args.out_dir / "codes.npy")
     write_json(meta, args.out_dir / "meta.json")
+    buffer = io.BytesIO()  # torch.save to a path records that (random, temporary) name in the archive
+    torch.save(state, buffer)
     with atomic_path(args.out_dir / "model.pt") as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getvalue())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_json({"method": cfg.method, "protocol": spec.protocol, "levels": cfg.levels, **facts, **diagnostics,
                 "n_items": meta["n_items"], "vocab_size": meta["vocab_size"], "peak_memory_mb": round(peak, 1)},

@@ -14,6 +14,9 @@ any power-of-two K works and model.pt re-encodes without faiss. Choices, all app
   - centring: items are quantised as x - mean, the fit items' mean. RPG's faiss index
     `OPQ{m},IVF1,PQ{m}x{bits}` likewise quantises residuals from one coarse centroid (there the
     inner-product centroid); the mean is the L2-optimal one and keeps the codebooks off the offset.
+  - optional PCA (`pca_dim` > 0): the centred items are first projected on the fit items' top
+    `pca_dim` principal components, each scaled to unit variance (whitened), as RPG's code does
+    (sentence-T5 768 -> 128 dims, then OPQ32): every sub-space then quantises equally strong directions.
   - no L2 re-normalisation: the embed stage already writes unit rows, and quant_rel stays comparable
     with rqkmeans'.
   - no subsampling: faiss would subsample above 256 points per centroid (PQ) or 65,536 points (OPQ);
@@ -54,9 +57,13 @@ def code_bits(codebook_size: int) -> int:
 def check_fit(dim: int, n_fit: int, cfg: RQVAEConfig) -> None:
     """What faiss would refuse, as errors naming the param: D/m sub-vector dims, at least K fit items."""
     code_bits(cfg.codebook_size)
+    if cfg.pca_dim > dim:
+        raise ValueError(f"pca_dim: {cfg.pca_dim} is more than the embedding dim {dim}")
+    dim = cfg.pca_dim or dim  # the dims that are quantised
     if dim % cfg.levels:
         raise ValueError(f"levels: {cfg.method} splits each embedding into levels={cfg.levels} sub-vectors, "
-                         f"but the embedding dim {dim} is not divisible by {cfg.levels}")
+                         f"but the {'pca_dim' if cfg.pca_dim else 'embedding dim'} {dim} is not divisible by "
+                         f"{cfg.levels}")
     if n_fit < cfg.codebook_size:
         raise ValueError(f"codebook_size: {cfg.method} fits {cfg.codebook_size} centroids per sub-space on "
                          f"{n_fit} fit items; it needs at least as many items as codes")
@@ -96,6 +103,18 @@ def learn_rotation(xc: np.ndarray, cfg: RQVAEConfig) -> np.ndarray:
     return faiss.vector_to_array(opq.A).reshape(dim, dim).T.astype(np.float64)
 
 
+def pca_whitening(xc: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centred fit vectors (n, D) -> projection (D, dim) onto the top `dim` principal components, whitened
+    (each output coordinate has unit variance on the fit items), and its inverse (dim, D) back to the
+    embedding space (exact on the span of those components)."""
+    if not 0 < dim <= min(xc.shape):
+        raise ValueError(f"pca_dim: must be in [1, min(fit items, embedding dim) = {min(xc.shape)}], got {dim}")
+    _, sv, vt = np.linalg.svd(xc, full_matrices=False)  # xc = U diag(sv) Vt, components = rows of Vt
+    vt = vt * np.sign(vt[:, :1] + (vt[:, :1] == 0))  # a sign per component, so the projection is unique
+    std = sv[:dim] / np.sqrt(max(len(xc) - 1, 1))  # (dim,) each component's standard deviation
+    return vt[:dim].T / std, vt[:dim] * std[:, None]
+
+
 def fit_centroids(x: np.ndarray, cfg: RQVAEConfig) -> np.ndarray:
     """faiss PQ fit of `x` (n, D): centroids (levels, codebook_size, D / levels)."""
     pq = product_quantizer(x.shape[1], len(x), cfg)
@@ -120,29 +139,41 @@ def decode(codes: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 def encode(x: np.ndarray, state: dict) -> np.ndarray:
-    """Codes (n, levels) of vectors `x` (n, D) under a model.pt's state (mean, rotation, centroids)."""
-    xc = (np.asarray(x, dtype=np.float64) - state["mean"].numpy()) @ state["rotation"].numpy()
-    return assign(xc, state["centroids"].numpy())
+    """Codes (n, levels) of vectors `x` (n, D) under a model.pt's state (mean, [projection], rotation, centroids)."""
+    xc = np.asarray(x, dtype=np.float64) - state["mean"].numpy()
+    if "projection" in state:
+        xc = xc @ state["projection"].numpy()
+    return assign(xc @ state["rotation"].numpy(), state["centroids"].numpy())
 
 
 def reconstruct(codes: np.ndarray, state: dict) -> np.ndarray:
-    """(n, levels) codes -> (n, D) vectors in the embedding space: mean + decoded @ rotation^T."""
-    return state["mean"].numpy() + decode(codes, state["centroids"].numpy()) @ state["rotation"].numpy().T
+    """(n, levels) codes -> (n, D) vectors in the embedding space: mean + decoded @ rotation^T [@ unprojection]."""
+    y = decode(codes, state["centroids"].numpy()) @ state["rotation"].numpy().T
+    if "projection" in state:
+        y = y @ state["unprojection"].numpy()
+    return state["mean"].numpy() + y
 
 
 def _tokenize(embeddings: np.ndarray, fit_ids: np.ndarray, cfg: RQVAEConfig,
               rotate: bool) -> tuple[np.ndarray, dict, dict]:
     check_fit(embeddings.shape[1], len(fit_ids), cfg)
+    if cfg.pca_dim and cfg.pca_dim > len(fit_ids):
+        raise ValueError(f"pca_dim: {cfg.pca_dim} components need at least as many fit items, got {len(fit_ids)}")
     faiss.omp_set_num_threads(cfg.threads or 1)
     start = time.perf_counter()
     x = np.asarray(embeddings[1:], dtype=np.float64)  # (N, D)
     mean = x[fit_ids - 1].mean(0)  # (D,)
-    rotation = learn_rotation(x[fit_ids - 1] - mean, cfg) if rotate else np.eye(x.shape[1])
-    xq = (x - mean) @ rotation  # (N, D) the quantised space
+    xc, extra = x - mean, {}
+    if cfg.pca_dim:
+        projection, unprojection = pca_whitening(xc[fit_ids - 1], cfg.pca_dim)
+        xc = xc @ projection  # (N, pca_dim)
+        extra = {"projection": torch.from_numpy(projection), "unprojection": torch.from_numpy(unprojection)}
+    rotation = learn_rotation(xc[fit_ids - 1], cfg) if rotate else np.eye(xc.shape[1])
+    xq = xc @ rotation  # (N, D or pca_dim) the quantised space
     centroids = fit_centroids(xq[fit_ids - 1], cfg)
     codes = assign(xq, centroids)
     seconds = time.perf_counter() - start
-    state = {"mean": torch.from_numpy(mean), "rotation": torch.from_numpy(rotation),
+    state = {"mean": torch.from_numpy(mean), **extra, "rotation": torch.from_numpy(rotation),
              "centroids": torch.from_numpy(centroids), "config": asdict(cfg)}
     recon = reconstruct(codes, state)
     mse, var = float(((recon - x) ** 2).mean()), float(x.var(0).mean())

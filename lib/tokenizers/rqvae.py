@@ -40,7 +40,7 @@ EVAL_BATCH = 8192  # items per no-grad forward pass when encoding
 class RQVAEConfig:
     """The `rqvae` stage's params. rqkmeans reads levels, codebook_size, fit_items, seed, device and threads;
     random and lsh read levels, codebook_size and seed; pq and opq read levels, codebook_size, fit_items,
-    seed, threads and pq_iters (opq also opq_iters); rqvae reads everything but pq_iters and opq_iters."""
+    seed, threads, pq_iters and pca_dim (opq also opq_iters); rqvae reads everything but pq_iters and opq_iters."""
     # tokenizer: RQ-VAE | residual k-means | ablations | (optimised) product quantisation (pq.py; RPG: opq)
     method: Literal["rqvae", "rqkmeans", "random", "lsh", "pq", "opq"] = "rqvae"
     latent_dim: int = 32  # width of the quantised latent z (TIGER: 32)
@@ -63,11 +63,15 @@ class RQVAEConfig:
     diversity_weight: float = 0.0  # weight of the code-usage diversity term (LETTER-style; `usage_deficit`); 0 = off
     pq_iters: int = 25  # pq/opq: k-means iterations of each sub-space's codebook (faiss's default)
     opq_iters: int = 50  # opq: alternations of PQ fit and rotation update (faiss's default)
+    pca_dim: int = 0  # pq/opq: quantise the top pca_dim principal components, whitened (RPG's code: 128); 0 = off
 
     def validate(self) -> None:
         for name in ("latent_dim", "levels", "batch_size", "epochs", "pq_iters", "opq_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.pca_dim < 0 or (self.pca_dim and self.method not in ("pq", "opq")):
+            raise ValueError(f"pca_dim: must be >= 0 and only set for method pq or opq, got {self.pca_dim} "
+                             f"with method {self.method}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden: widths must be >= 1, got {list(self.hidden)}")
         if self.codebook_size < 2:

@@ -132,3 +132,39 @@ def test_semantic_ids_marks_parallel_digits_only_when_asked():
     assert meta["parallel"] is True and codes[1:, -1].tolist() == [0, 1, 0]  # the collision level as ever
     assert diagnostics["collision_rate"] == round(2 / 3, 6)
     assert "parallel" not in semantic_ids(raw, [2, 2], "rqkmeans")[1]
+
+
+def test_pca_whitening_has_unit_variance_and_inverts_on_its_span():
+    from lib.tokenizers.pq import pca_whitening
+    x = correlated(n=300, dim=16, rank=4)[1:].astype(np.float64)
+    xc = x - x.mean(0)
+    proj, unproj = pca_whitening(xc, 4)
+    z = xc @ proj  # (n, 4)
+    np.testing.assert_allclose(z.var(0, ddof=1), np.ones(4), rtol=1e-6)  # whitened
+    np.testing.assert_allclose(np.cov(z.T), np.eye(4), atol=1e-6)  # decorrelated
+    assert np.abs(z @ unproj - xc).max() < 0.05  # rank 4 + small noise: the inverse restores the items
+    with pytest.raises(ValueError, match="pca_dim"):
+        pca_whitening(xc, 17)
+
+
+@pytest.mark.parametrize("method", ["pq", "opq"])
+def test_pca_dim_quantises_the_whitened_components_and_state_reencodes(method):
+    emb = correlated(n=300, dim=16, rank=4)
+    fit = np.arange(1, 201)  # fit on items 1..200 only: the projection must not see the others
+    raw, facts, state = TOKENIZE[method](emb, fit, _cfg(method, pca_dim=8))
+    assert state["projection"].shape == (16, 8) and state["unprojection"].shape == (8, 16)
+    assert state["centroids"].shape == (4, 8, 2) and state["rotation"].shape == (8, 8)
+    assert np.array_equal(encode(emb[1:], state), raw)  # model.pt re-encodes through the projection
+    xc = emb[fit].astype(np.float64) - state["mean"].numpy()
+    np.testing.assert_allclose((xc @ state["projection"].numpy()).var(0, ddof=1), np.ones(8), rtol=1e-6)
+    assert facts["quant_cosine"] > 0.5 and facts["fit_item_count"] == 200
+    plain = TOKENIZE[method](emb, fit, _cfg(method))[2]
+    assert "projection" not in plain  # pca_dim 0: the state (and codes) as before the option existed
+
+
+def test_pca_dim_errors_name_the_param():
+    with pytest.raises(ConfigError, match="rqvae.pca_dim"):
+        from_dict(RQVAEConfig, {"method": "rqvae", "pca_dim": 8}, "rqvae")
+    with pytest.raises(ValueError, match="the pca_dim 12 is not divisible by 8"):
+        from lib.tokenizers.pq import check_fit
+        check_fit(16, 100, _cfg("opq", levels=8, pca_dim=12))

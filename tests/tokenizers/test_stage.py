@@ -100,6 +100,18 @@ def test_stage_runs_every_method(tmp_path, method, fit_count, extra):
         assert np.array_equal(pq.encode(emb[1:], state), codes[1:, :2])
 
 
+def test_rerun_writes_the_same_model_pt_bytes(tmp_path):
+    """model.pt is a DVC output (and RPG's codebook init reads it): a rerun must not change its hash."""
+    emb = clusters(n_clusters=4, per=10)
+    blobs = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        p = _run(_stage_inputs(tmp_path / run, emb, len(emb) - 1, method="opq"), tmp_path / run)
+        assert p.returncode == 0, p.stderr
+        blobs.append((tmp_path / run / "out/model.pt").read_bytes())
+    assert blobs[0] == blobs[1]
+
+
 def test_stage_names_the_param_when_pq_cannot_split_the_embedding(tmp_path):
     emb = clusters(n_clusters=4, per=10)  # dim 16
     p = _run(_stage_inputs(tmp_path, emb, len(emb) - 1, method="opq", levels=3), tmp_path)
