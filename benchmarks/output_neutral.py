@@ -8,7 +8,10 @@ exits non-zero on any difference. A stage younger than OLD (pq/opq, RPG) is skip
 with the reason printed. A change that passes leaves the committed runs valid, so their `dvc.lock` entries
 may be re-recorded with `dvc commit -f <stages>` instead of re-training them (say so in the commit).
 
-    python benchmarks/output_neutral.py OLD_REV
+    python benchmarks/output_neutral.py OLD_REV [--skip rpg]
+
+--skip LABEL leaves a stage out on both sides: one the change means to alter and that has no committed
+run to protect (say so in the commit).
 """
 from __future__ import annotations
 
@@ -158,6 +161,8 @@ def run_all(code: Path, d: Path, skip: dict[str, str]) -> dict[str, str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("old", help="git revision of the old code (the one the committed runs were made with)")
+    p.add_argument("--skip", action="append", default=[], metavar="LABEL",
+                   help="a stage label to leave out on both sides (e.g. rpg), repeatable")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -165,7 +170,7 @@ def main() -> None:
         old_code.mkdir()
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.old], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive.stdout, check=True)
-        skip = skipped(old_code, args.old)
+        skip = skipped(old_code, args.old) | {label: "--skip" for label in args.skip}
         old, new = run_all(old_code, tmp / "old", skip), run_all(ROOT, tmp / "new", skip)
     for label, why in skip.items():
         print(f"skipped {label}: {why}")
