@@ -816,7 +816,8 @@ def test_representation_grid_keeps_codes_of_other_tokenizers_apart():
 
 def test_generator_grid_rows_are_tokenizer_methods_and_cells_chosen_on_validation():
     """TIGER-style and RPG runs of one method share a row; of two runs in a cell the better on validation is
-    shown (not the better on test), and a run with `set` overrides is never a cell."""
+    shown (not the better on test), and a run with `set` overrides is a cell only where no run without
+    overrides is, its overrides named."""
     from lib.report.tables import generator_grid
     runs = {"g_rq": {"family": "generators", "tokenizer": "rqvae", "n_levels": 4},
             "g_rq_div": {"family": "generators", "tokenizer": "rqvae_diversity", "n_levels": 4},
@@ -824,23 +825,27 @@ def test_generator_grid_rows_are_tokenizer_methods_and_cells_chosen_on_validatio
             "g_km": {"family": "generators", "tokenizer": "rqkmeans", "n_levels": 4},
             "p_km": {"family": "parallel_generators", "tokenizer": "rqkmeans32", "n_levels": 32},
             "p_opq": {"family": "parallel_generators", "tokenizer": "opq", "n_levels": 32},
+            "p_rand": {"family": "parallel_generators", "tokenizer": "random32", "n_levels": 32,
+                       "overrides": {"model.digit_init": "random"}},
             "r_id": {"family": "rankers"}}
     method = {"g_rq": "rqvae", "g_rq_div": "rqvae", "g_rq_seed": "rqvae", "g_km": "rqkmeans", "p_km": "rqkmeans",
-              "p_opq": "opq"}
+              "p_opq": "opq", "p_rand": "random"}
     train = {r: {"method": m, "n_levels": 4} | ({"digits": 32, "codebook_size": 256} if r.startswith("p_") else {})
              for r, m in method.items()}
     ev = {"g_rq": (0.010, 0.020), "g_rq_div": (0.020, 0.015), "g_rq_seed": (0.5, 0.5), "g_km": (0.011, 0.01),
-          "p_km": (0.012, 0.01), "p_opq": (0.030, 0.02), "r_id": (0.9, 0.9)}  # (val, test) NDCG@10
+          "p_km": (0.012, 0.01), "p_opq": (0.030, 0.02), "p_rand": (0.004, 0.003), "r_id": (0.9, 0.9)}  # (val, test)
     evals = {r: {"val/ndcg@10": v, "test/ndcg@10": t, "test/cold_target/hr@10": 0.001} for r, (v, t) in ev.items()}
     lines = generator_grid(list(runs), Models(runs=runs, evals=evals, train=train))
     assert lines[0].count("NDCG@10") == 2  # one column group per generator family
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     by_method = {r[0]: r for r in rows}
-    assert [r[0] for r in rows] == ["opq", "rqvae", "rqkmeans"]  # best test NDCG@10 of the row first
+    assert [r[0] for r in rows] == ["opq", "rqvae", "rqkmeans", "random"]  # best test NDCG@10 of the row first
     assert by_method["rqvae"][1:4] == ["0.0150", "0.0010", "rqvae_diversity: 3 levels + collision"]  # val 0.02 > 0.01
     assert by_method["rqkmeans"][1] == "0.0100" and by_method["rqkmeans"][4:7] == ["0.0100", "0.0010",
                                                                                   "rqkmeans32: 32 x 256"]
     assert by_method["opq"][1:4] == ["–", "–", "–"] and by_method["opq"][4] == "0.0200"
+    # the only random-code run has overrides: shown, and named as such (g_rq_seed, beaten by plain runs, is not)
+    assert by_method["random"][4:7] == ["0.0030", "0.0010", "random32: 32 x 256 (set model.digit_init=random)"]
 
 
 def _content_models() -> Models:

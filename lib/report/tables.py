@@ -148,16 +148,21 @@ def generator_grid(names: list[str], models: Models) -> list[str]:
 
     Rows are the tokenizer methods (training metrics' `method`), so TIGER's 3-level residual k-means and
     RPG's 32-digit one share a row. Among the runs of a cell without `set` overrides (variants are in the
-    leaderboard only), the best on *validation* NDCG@10 is shown, with its tokenizer named.
+    leaderboard only), the best on *validation* NDCG@10 is shown, with its tokenizer named; a cell that
+    has only runs with overrides (RPG on codes without centroids needs `model.digit_init: random`) shows
+    the best of those, its overrides named next to the codes.
     """
     cell: dict[tuple[str, str], str] = {}
+
+    def rank(r: str) -> tuple:  # override-free first, then validation; ties by name: never by the run order
+        return (not models.runs[r].get("overrides"), models.evals[r].get("val/ndcg@10", 0), r)
+
     for r in names:
         info, method = models.runs[r], models.train.get(r, {}).get("method")
-        if info["family"] not in GENERATOR_KINDS or method is None or info.get("overrides"):
+        if info["family"] not in GENERATOR_KINDS or method is None:
             continue
         key = (method, info["family"])
-        val = (models.evals[r].get("val/ndcg@10", 0), r)  # ties by name: the report must not depend on the order
-        if key not in cell or val > (models.evals[cell[key]].get("val/ndcg@10", 0), cell[key]):
+        if key not in cell or rank(r) > rank(cell[key]):
             cell[key] = r
     if not cell:
         return ["No generator with a known tokenizer method in this protocol."]
@@ -167,9 +172,11 @@ def generator_grid(names: list[str], models: Models) -> list[str]:
 
     def shape(r: str) -> str:
         t, tok = models.train[r], models.runs[r]["tokenizer"]
+        sets = models.runs[r].get("overrides")
+        note = f" (set {', '.join(f'{k}={v}' for k, v in sorted(sets.items()))})" if sets else ""
         if "digits" in t:  # RPG: m parallel digits
-            return f"{tok}: {t['digits']} x {t['codebook_size']}"
-        return f"{tok}: {int(t['n_levels']) - 1} levels + collision"  # n_levels counts the collision level
+            return f"{tok}: {t['digits']} x {t['codebook_size']}{note}"
+        return f"{tok}: {int(t['n_levels']) - 1} levels + collision{note}"  # n_levels counts the collision level
 
     rows = [[m] + [v for f in fams for v in ((models.evals[cell[(m, f)]][KEY], models.evals[cell[(m, f)]].get(COLD),
                                               shape(cell[(m, f)])) if (m, f) in cell else (None, None, None))]
