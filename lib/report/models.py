@@ -18,6 +18,7 @@ from lib.report.config import Baseline, ReportConfig
 
 FAMILY_ORDER = ("rankers", "content_rankers", "code_rankers", "generators", "parallel_generators")
 KEY, COLD = "test/ndcg@10", "test/cold_target/hr@10"
+VAL_KEY = "val/ndcg@10"  # what the report chooses on
 SEED_OVERRIDE = "train.seed"  # the override that makes a run another seed of the same model
 WIDEST_POOL = "untrained"  # every other cold pool is a subset: a list without its items places no cold item
 POOLS = {"untrained": "items without an interaction in the model's training data (the cold targets' items)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lib.report.config import ReportConfig
-from lib.report.models import COLD, FAMILY_ORDER, KEY, Models, ReportInputs
+from lib.report.models import COLD, FAMILY_ORDER, KEY, VAL_KEY, Models, ReportInputs
 
 
 def fmt(x) -> str:
@@ -111,8 +111,9 @@ DEFAULT_VECTORS = "embed"  # what a content run without `vectors` reads: data/em
 def content_rows(names: list[str], models: Models) -> list[str]:
     """Content runs by the item vectors they read (data/embed or data/vectors/<name>) on test: NDCG@10 and
     cold HR@10, each against the run of the same backbone and representation on data/embed, then one
-    sentence per backbone and representation naming its best vectors. Runs with `set` overrides are left
-    out (variants, in the leaderboard only); [] when no run reads other vectors."""
+    sentence per backbone and representation naming the vectors chosen on *validation* NDCG@10 (rows are
+    in that order). Runs with `set` overrides are left out (variants, in the leaderboard only); [] when no
+    run reads other vectors."""
     runs = [r for r in names if models.runs[r]["family"] == "content_rankers" and not models.runs[r].get("overrides")]
     if not any(models.runs[r].get("vectors") for r in runs):
         return []
@@ -127,17 +128,17 @@ def content_rows(names: list[str], models: Models) -> list[str]:
             return "–"
         return rel_change(ev[r][key], ev[b][key])
 
-    ordered_runs = sorted(runs, key=lambda r: (shape[r], -ev[r].get(KEY, -1.0), r))  # best first per shape
-    rows = [[f"{shape[r][0]} {shape[r][1]}", vectors[r], f"`{r}`", ev[r].get(KEY), vs(r, KEY), ev[r].get(COLD),
-             vs(r, COLD)] for r in ordered_runs]
+    ordered_runs = sorted(runs, key=lambda r: (shape[r], -ev[r].get(VAL_KEY, -1.0), r))  # best on validation first
+    rows = [[f"{shape[r][0]} {shape[r][1]}", vectors[r], f"`{r}`", ev[r].get(VAL_KEY), ev[r].get(KEY), vs(r, KEY),
+             ev[r].get(COLD), vs(r, COLD)] for r in ordered_runs]
     best = {}
     for r in ordered_runs:
         best.setdefault(shape[r], r)
-    lines = [f"- {b} {rep}: best on `{vectors[r]}` (`{r}`, NDCG@10 {fmt(ev[r].get(KEY))}"
-             + (f", {vs(r, KEY)} vs `{DEFAULT_VECTORS}`)" if vs(r, KEY) != "–" else ")")
+    lines = [f"- {b} {rep}: chosen on validation `{vectors[r]}` (`{r}`, val NDCG@10 {fmt(ev[r].get(VAL_KEY))}; "
+             f"test {fmt(ev[r].get(KEY))}" + (f", {vs(r, KEY)} vs `{DEFAULT_VECTORS}`)" if vs(r, KEY) != "–" else ")")
              for (b, rep), r in best.items() if sum(shape[x] == (b, rep) for x in runs) > 1]
-    return table(["backbone, representation", "vectors", "run", "NDCG@10", f"vs {DEFAULT_VECTORS}", "cold HR@10",
-                  f"vs {DEFAULT_VECTORS}"], rows) + ([""] + lines if lines else [])
+    return table(["backbone, representation", "vectors", "run", "val NDCG@10", "NDCG@10", f"vs {DEFAULT_VECTORS}",
+                  "cold HR@10", f"vs {DEFAULT_VECTORS}"], rows) + ([""] + lines if lines else [])
 
 
 GENERATOR_KINDS = {"generators": "TIGER-style (beam search)", "parallel_generators": "RPG (parallel digits, exact)"}
@@ -155,7 +156,7 @@ def generator_grid(names: list[str], models: Models) -> list[str]:
     cell: dict[tuple[str, str], str] = {}
 
     def rank(r: str) -> tuple:  # override-free first, then validation; ties by name: never by the run order
-        return (not models.runs[r].get("overrides"), models.evals[r].get("val/ndcg@10", 0), r)
+        return (not models.runs[r].get("overrides"), models.evals[r].get(VAL_KEY, 0), r)
 
     for r in names:
         info, method = models.runs[r], models.train.get(r, {}).get("method")
