@@ -50,6 +50,7 @@ def main() -> None:
     import pandas as pd
     import yaml
 
+    from lib import catalogue
     from lib.cold import cold_pools
     from lib.config import from_dict
     from lib.evaluate import EvaluateConfig, evaluate_run
@@ -68,12 +69,14 @@ def main() -> None:
     split = ROOT / "data/split" / args.protocol
     info = read_json(split / "split.json")
     fit_rows = pd.read_parquet(split / ("train_full.parquet" if info.get("retrain_on_validation") else "train.parquet"))
-    part = pd.read_parquet(split / "train_full.parquet", columns=["item"])["item"].unique()
     items = pd.read_parquet(ROOT / "data/processed/items.parquet", columns=["item"])
     warm = np.zeros(len(items) + 1, bool)
     warm[fit_rows["item"].to_numpy()] = True
     cfg = from_dict(EvaluateConfig, yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"], "evaluate")
-    pools = cold_pools(len(items), fit_rows["item"].unique(), cfg.cold_pools, known_items=part)
+    table = catalogue.check(pd.read_parquet(split / "catalogue.parquet"), len(items))
+    lists = {s: catalogue.list_mask(table, s) for s in ("val", "test")}
+    train_items = pd.read_parquet(split / "train.parquet", columns=["item"])["item"].unique()
+    pools = cold_pools(cfg.cold_pools, lists, {"val": train_items, "test": fit_rows["item"].unique()})
     module = SeqRecModule.load_from_checkpoint(ROOT / "data/models" / args.run / "model.ckpt", map_location="cpu",
                                                features=ItemFeatures(content=np.load(args.embeddings), warm=warm))
     model = module.model.eval()
@@ -82,10 +85,11 @@ def main() -> None:
     for variant in ("zero", "ridge"):
         if variant == "ridge":
             facts = impute_cold_ids(model.items, args.alpha)
-        recs = {s: recommend(model, rows, module.hparams.top_k, progress=False) for s, rows in truth.items()}
-        ev = evaluate_run(truth, recs, items, cfg, label=f"{args.run}/{variant}", pools=pools)
+        recs = {s: recommend(model, rows, module.hparams.top_k, progress=False, candidates=lists[s])
+                for s, rows in truth.items()}
+        ev = evaluate_run(truth, recs, items, cfg, label=f"{args.run}/{variant}", pools=pools, catalogues=lists)
         keys = ("val/ndcg@10", "test/ndcg@10", "test/hr@10", "test/warm_target/ndcg@10", "test/cold_target/hr@10",
-                "test/cold_pool/untrained/cold_slots@10")
+                "test/cold_pool/knowable/cold_slots@10")
         print(json.dumps({"run": args.run, "cold_rows": variant, **{k: ev.metrics.get(k) for k in keys}, **facts}))
 
 

@@ -4,16 +4,22 @@ The evaluator reads only the recommendation contract (per user a ranked item lis
 first) and never a model, so every run is scored by the same code under the same
 seen-item policy (`filter_seen`, applied here, not by the models).
 
+Catalogue (lib/catalogue.py): a list may hold only the items known at its cut-off; the evaluator
+removes any other item before cutting at K (the same rule for every model, like seen items) and counts
+them (`off_catalogue_items`), and a target outside the catalogue (`target_unreachable`) is a miss for
+every model.
+
 Outputs per run: flat means (`test/ndcg@10`, `test/cold_target/hr@10`, `val/...`, coverage) and
 the per-user rank of the target (validation and test users, with the slice flags), a small
 table committed to git from which the report recomputes every per-user metric and paired test
-without the lists. Test-set slices: cold vs warm target item, cold vs warm user, history-length buckets.
+without the lists. Test-set slices: cold (reachable, untrained) vs warm target item, unreachable
+target, cold vs warm user, history-length buckets.
 
 Cold-start control: a list's cold slots (ranks holding an item of a cold pool) would reach cold
 targets by chance alone: 2 cold slots among 300 cold items give HR@10 ~ 2/300 on cold targets. For
 every pool the evaluator reports the expected metrics of the control that fills the same slots with
 random pool items the user has not seen (`cold_control`, exact expectations, no sampling), so the
-report states lift over chance. The pools (`untrained`, `known_at_test`) are defined in lib/cold.py.
+report states lift over chance. The pool (`knowable`: the list's untrained candidates) is in lib/cold.py.
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ class EvaluateConfig:
     ks: tuple[int, ...] = (5, 10, 20, 50, 100)  # cut-offs K of HR/NDCG/MRR/coverage, increasing
     filter_seen: bool = True  # remove the user's history items from their list before cutting at K
     length_buckets: tuple[int, ...] = (5, 10, 20)  # upper edges of history-length slices: <=5, 6-10, 11-20, >20
-    cold_pools: tuple[Literal["untrained", "known_at_test"], ...] = ("untrained", "known_at_test")
+    cold_pools: tuple[Literal["knowable"], ...] = ("knowable",)  # lib/cold.py
     control_k: int = 10  # cut-off of the per-user control columns (the report's paired tests), <= max(ks)
 
     def validate(self) -> None:
@@ -58,7 +64,8 @@ class EvaluateConfig:
 @dataclass
 class RunEvaluation:
     metrics: dict[str, float]  # flat: test/ndcg@10, test/cold_target/hr@10, val/ndcg@10, coverage, ...
-    per_user: pd.DataFrame  # (split, user, rank, target_cold, user_cold, history_length), val rows then test
+    per_user: pd.DataFrame  # (split, user, rank, target_cold, user_cold, history_length, target_unreachable,
+    #                         pool and control columns), val rows then test
 
 
 def catalogue_size(items: pd.DataFrame) -> int:
@@ -102,18 +109,35 @@ def align(recs: pd.DataFrame, users: np.ndarray, n_items: int, label: str) -> li
     return items
 
 
+def within(items: list[np.ndarray], candidates: np.ndarray | None) -> tuple[list[np.ndarray], int]:
+    """Lists -> the lists with every item outside `candidates` ((N+1,) bool; None = all) removed, order kept,
+    and the number of items removed."""
+    if candidates is None:
+        return items, 0
+    kept = [x[candidates[x]] for x in items]
+    return kept, int(sum(len(a) - len(b) for a, b in zip(items, kept, strict=True)))
+
+
 def score(truth: pd.DataFrame, recs: pd.DataFrame, n_items: int, cfg: EvaluateConfig,
-          label: str) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+          label: str, candidates: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
     """Ground-truth rows (U) + one run's lists -> ((U,) target ranks, inf = not in the top max(ks);
-    coverage@k; the (U, max(ks)) lists as scored)."""
-    items = align(recs, truth["user"].to_numpy(), n_items, label)
+    coverage@k and off_catalogue_items; the (U, max(ks)) lists as scored).
+
+    candidates (N+1,) bool: the list's catalogue; other items are removed before cutting at K.
+    """
+    items, off = within(align(recs, truth["user"].to_numpy(), n_items, label), candidates)
+    if off:
+        log.warning("%s: %d recommended items are outside the catalogue known at the list's cut-off; "
+                    "removed", label, off)
     top = top_k(items, max(cfg.ks), list(truth["history"]) if cfg.filter_seen else None)  # (U, K_max)
     short = int(np.count_nonzero(top[:, -1] == PAD))
     if short:
         log.warning("%s: %d of %d users have fewer than %d items after seen-item filtering; "
                     "missing positions count as misses", label, short, len(top), max(cfg.ks))
-    cov = {f"coverage@{k}": coverage(top, k, n_items) for k in cfg.ks}
-    return target_ranks(top, truth["target"].to_numpy()), cov, top
+    n_cand = n_items if candidates is None else int(np.count_nonzero(candidates))
+    cov = {f"coverage@{k}": coverage(top, k, n_cand) for k in cfg.ks}
+    return target_ranks(top, truth["target"].to_numpy()), {**cov, "catalogue_items": n_cand,
+                                                            "off_catalogue_items": off}, top
 
 
 def stored_ranks(ranks: np.ndarray) -> np.ndarray:
@@ -133,7 +157,8 @@ def slices(per_user: pd.DataFrame, length_buckets) -> dict[str, np.ndarray]:
     per_user: rows with target_cold, user_cold, history_length (ground truth or a per-user file).
     """
     tc, uc = per_user["target_cold"].to_numpy(bool), per_user["user_cold"].to_numpy(bool)
-    out = {"cold_target": tc, "warm_target": ~tc, "cold_user": uc, "warm_user": ~uc}
+    un = per_user["target_unreachable"].to_numpy(bool) if "target_unreachable" in per_user else np.zeros_like(tc)
+    out = {"cold_target": tc, "warm_target": ~tc & ~un, "unreachable_target": un, "cold_user": uc, "warm_user": ~uc}
     h = per_user["history_length"].to_numpy()
     prev = 0  # the split never emits an empty history, so the first bucket is named from 1
     for hi in length_buckets:
@@ -202,12 +227,14 @@ def control_summary(split: str, ranks: np.ndarray, control: dict[str, np.ndarray
 
 
 def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], items: pd.DataFrame,
-                 cfg: EvaluateConfig, label: str = "run", pools: dict[str, np.ndarray] | None = None) -> RunEvaluation:
+                 cfg: EvaluateConfig, label: str = "run", pools: dict[str, dict[str, np.ndarray]] | None = None,
+                 catalogues: dict[str, np.ndarray] | None = None) -> RunEvaluation:
     """Score one run on val and test.
 
     truth: split ("val", "test") -> ground-truth rows; recs: split -> rows (user, items);
     items: the item table (catalogue size); label names the run in error messages; pools:
-    cold pool name -> (N+1,) membership (`cold_pools`), each scored against its random control.
+    cold pool name -> split -> (N+1,) membership (lib/cold.py), each scored against its random control;
+    catalogues: split -> (N+1,) bool candidates of its lists (lib/catalogue.py; None = every item).
     """
     cfg.validate()  # from_dict validates too; this guards configs built directly in code
     n_items = catalogue_size(items)
@@ -224,13 +251,19 @@ def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], 
     frames = []
     for split in SPLITS:
         t = truth[split]
-        ranks, cov, top = score(t, recs[split], n_items, cfg, f"{label} ({split} recommendations)")
+        cand = None if catalogues is None else np.asarray(catalogues[split], dtype=bool)
+        if cand is not None and len(cand) != n_items + 1:
+            raise ValueError(f"{split} catalogue: {len(cand)} flags for a catalogue of {n_items} items (+ PAD)")
+        ranks, cov, top = score(t, recs[split], n_items, cfg, f"{label} ({split} recommendations)", cand)
         flat.update(summarize(split, ranks, cfg.ks, cov, slices(t, cfg.length_buckets) if split == "test" else None))
         frame = pd.DataFrame({
             "split": split, "user": t["user"].to_numpy(np.int32), "rank": stored_ranks(ranks),
             "target_cold": t["target_cold"].to_numpy(bool), "user_cold": t["user_cold"].to_numpy(bool),
-            "history_length": np.minimum(t["history_length"].to_numpy(), 32767).astype(np.int16)})
-        for name, pool in (pools or {}).items():
+            "history_length": np.minimum(t["history_length"].to_numpy(), 32767).astype(np.int16),
+            "target_unreachable": (t["target_unreachable"].to_numpy(bool) if "target_unreachable" in t
+                                   else np.zeros(len(t), bool))})
+        for name, by_split in (pools or {}).items():
+            pool = by_split[split]
             if len(pool) != n_items + 1:
                 raise ValueError(f"cold pool {name!r}: {len(pool)} flags for a catalogue of {n_items} items (+ PAD)")
             ctl = cold_control(top, list(t["history"]), t["target"].to_numpy(np.int64), pool,

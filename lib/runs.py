@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -101,11 +102,21 @@ def apply_overrides(section: dict | None, overrides: dict[str, Any], where: str,
     return out
 
 
-def run_info(name: str, family: str, spec: RunSpec, seed: int, n_levels: int | None = None) -> dict:
-    """The run.json a training stage writes: what the evaluator and the report know about a run."""
+# 2 = issue 29: lists and training objectives over the catalogue known at their cut-offs, random same-day
+# ties by default, the knowable cold pool. Runs without the key (1) predate it: the report keeps them apart.
+PROTOCOL_VERSION = 2
+
+
+def run_info(name: str, family: str, spec: RunSpec, seed: int, n_levels: int | None = None,
+             rules: Sequence[str] = ()) -> dict:
+    """The run.json a training stage writes: what the evaluator and the report know about a run.
+
+    rules: names of list-injection rules applied to the run's lists ("cold_shift", "tiger_cold_start"):
+    such a run is an analysis, never a leaderboard row (issue 29).
+    """
     return {"name": name, "family": family, "backbone": spec.backbone, "representation": spec.representation,
             "tokenizer": spec.tokenizer, "protocol": spec.protocol, "n_levels": n_levels, "seed": seed,
-            "overrides": asdict(spec)["set"]}
+            "overrides": asdict(spec)["set"], "protocol_version": PROTOCOL_VERSION, "rules": list(rules)}
 
 
 def load_table_entry(params: dict, table: str, name: str, section: str, cls: type, spec_cls: type | None = None):

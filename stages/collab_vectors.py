@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from _common import checked, setup_logging, stage_args
-from lib.cold import cold_pools
+from lib.cold import untrained
 from lib.collab import CollabVectorsConfig, check_run, collab_vectors, item_rows, load_entry
 from lib.io import read_json, write_json, write_npy
 from lib.tokenizers.codes import check_embeddings
@@ -43,8 +43,7 @@ def main(argv=None) -> None:
         learned = item_rows(torch.load(args.model_dir / "model.ckpt", map_location="cpu", weights_only=False))
         refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
         fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
-        warm = ~cold_pools(n_items, pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy(),
-                           ["untrained"])["untrained"]
+        warm = ~untrained(n_items, pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy())
         warm[0] = False
         vectors, collab, facts = collab_vectors(content.astype(np.float64), learned, warm, cfg)
     except (OSError, ValueError, KeyError) as e:

@@ -8,15 +8,17 @@ re-rendered from git alone.
 import pandas as pd
 
 from _common import load_section, setup_logging, stage_args
+from lib import catalogue
 from lib.cold import cold_pools
 from lib.evaluate import SPLITS, EvaluateConfig, evaluate_run
 from lib.io import read_json, write_json, write_parquet
+from lib.runs import PROTOCOL_VERSION
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_args(__doc__, {
         "run-info": "the run's run.json (written by its training stage)",
-        "split-dir": "the run's protocol: val/test ground truth, the training data and split.json (cold pools)",
+        "split-dir": "the run's protocol: val/test ground truth, the training data, catalogue.parquet and split.json",
         "items": "item table parquet (catalogue size for coverage)",
         "recs-dir": "the run's recommendations: val.parquet and test.parquet",
         "metrics": "output: the run's metrics JSON",
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_section(args.params, "evaluate", EvaluateConfig)
     setup_logging()
     for path in [args.run_info, *(args.recs_dir / f"{s}.parquet" for s in SPLITS),
-                 *(args.split_dir / f"{s}.parquet" for s in (*SPLITS, "train", "train_full")),
+                 *(args.split_dir / f"{s}.parquet" for s in (*SPLITS, "train", "train_full", "catalogue")),
                  args.split_dir / "split.json"]:
         if not path.is_file():
             raise SystemExit(f"error: input not found: {path}")
@@ -33,17 +35,22 @@ def main(argv: list[str] | None = None) -> None:
     truth = {s: pd.read_parquet(args.split_dir / f"{s}.parquet") for s in SPLITS}
     recs = {s: pd.read_parquet(args.recs_dir / f"{s}.parquet") for s in SPLITS}
     items = pd.read_parquet(args.items, columns=["item"])
-    info = read_json(args.split_dir / "split.json")  # the model was fit on train, or train_full under refit
-    part = pd.read_parquet(args.split_dir / "train_full.parquet", columns=["item"])["item"].unique()
-    fit = part if info.get("retrain_on_validation") else \
-        pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].unique()
-    pools = cold_pools(len(items), fit, cfg.cold_pools, known_items=part)
+    info = read_json(args.split_dir / "split.json")  # validation lists: fit on train; test: train_full under refit
+    def items_of(name: str):
+        return pd.read_parquet(args.split_dir / f"{name}.parquet", columns=["item"])["item"].unique()
+
+    fit = {"val": items_of("train"), "test": items_of("train_full" if info.get("retrain_on_validation") else "train")}
     try:
-        ev = evaluate_run(truth, recs, items, cfg, label=f"run {run.get('name')!r} ({args.recs_dir})", pools=pools)
+        table = catalogue.check(pd.read_parquet(args.split_dir / "catalogue.parquet"), len(items),
+                                str(args.split_dir / "catalogue.parquet"))
+        lists = {s: catalogue.list_mask(table, s) for s in SPLITS}
+        ev = evaluate_run(truth, recs, items, cfg, label=f"run {run.get('name')!r} ({args.recs_dir})",
+                          pools=cold_pools(cfg.cold_pools, lists, fit), catalogues=lists)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     write_parquet(ev.per_user, args.per_user)
-    write_json({"run": run.get("name"), "protocol": run.get("protocol"), **ev.metrics}, args.metrics)
+    write_json({"run": run.get("name"), "protocol": run.get("protocol"), "protocol_version": PROTOCOL_VERSION,
+                **ev.metrics}, args.metrics)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def _protocol_flag(p) -> None:
 def main() -> None:
     args = stage_args(__doc__, {
         "interactions": "encoded interactions parquet",
-        "out-dir": "output directory: train, train_full, val, test parquet and split.json",
+        "out-dir": "output directory: train, train_full, val, test, catalogue parquet and split.json",
         "metrics": "output: metrics JSON",
     }, extra=_protocol_flag)
     _, cfg = checked(args.params, lambda prm: load_table_entry(prm, "protocols", args.protocol, "split", SplitConfig))
@@ -25,6 +25,7 @@ def main() -> None:
     s = split(pd.read_parquet(args.interactions), cfg)
     for name in ("train", "train_full", "val", "test"):
         write_parquet(getattr(s, name), args.out_dir / f"{name}.parquet")
+    write_parquet(s.catalogue, args.out_dir / "catalogue.parquet")  # lib/catalogue.py
     # The split's own description travels with it: models read it, not params.yaml.
     s.info = {"protocol": args.protocol, **s.info}
     write_json(s.info, args.out_dir / "split.json")

@@ -96,3 +96,17 @@ def ranked_lists(truth: pd.DataFrame, seed: int, p_first: float, n_items: int = 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def write_catalogue(split_dir: Path, n_items: int, late: tuple[int, ...] = (), new: tuple[int, ...] = ()) -> Path:
+    """The split's catalogue.parquet (lib/catalogue.py): every item known at T_val (10) and T_test (20)
+    except `new` (first seen between them) and `late` (first seen after T_test)."""
+    from lib.catalogue import catalogue_table
+
+    first = np.zeros(n_items, dtype=np.int64)
+    first[np.asarray(new, dtype=np.int64) - 1] = 15
+    first[np.asarray(late, dtype=np.int64) - 1] = 30
+    path = Path(split_dir) / "catalogue.parquet"
+    catalogue_table(pd.DataFrame({"item": np.arange(1, n_items + 1), "timestamp": first}), n_items, 10, 20) \
+        .to_parquet(path)
+    return path

@@ -32,6 +32,7 @@ from lib.models.config import ModelConfig, TrainConfig
 from lib.models.training import SeqRecModule
 from lib.runs import load_table_entry
 from lib.vectors import VectorTokenizerSpec, check_names
+from tests.conftest import write_catalogue
 from tests.tokenizers.conftest import TINY, clusters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,6 +246,7 @@ def _vectors_inputs(tmp: Path, ranker: Path, refit: bool = False, protocol: str 
     for f in ("train.parquet", "train_full.parquet"):
         (split / f).write_bytes((ranker / "split" / f).read_bytes())
     (split / "split.json").write_text(json.dumps({"retrain_on_validation": refit}))
+    write_catalogue(split, N_ITEMS)
     (tmp / "params.yaml").write_text(yaml.safe_dump({
         "collab_vectors": {"v": {"run": "tiny", "protocol": "gts", "holdout": 0.2, **entry}},
         "rqvae": {**TINY, "hidden": [32], "method": "rqkmeans"},

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.catalogue import catalogue_table
 from lib.cold import cold_pools
 from lib.config import ConfigError, from_dict
 from lib.evaluate import (
@@ -62,8 +63,12 @@ def test_slices_by_hand():
     truth = pd.DataFrame({"history_length": [1, 5, 6, 10, 11, 20, 21, 99],
                           "target_cold": [True, False] * 4, "user_cold": [False] * 7 + [True]})
     masks = slices(truth, (5, 10, 20))
-    assert list(masks) == ["cold_target", "warm_target", "cold_user", "warm_user",
+    assert list(masks) == ["cold_target", "warm_target", "unreachable_target", "cold_user", "warm_user",
                            "len_1-5", "len_6-10", "len_11-20", "len_21+"]
+    assert not masks["unreachable_target"].any()  # an old per-user file without the column
+    masks = slices(truth.assign(target_unreachable=[False] * 7 + [True], target_cold=[True, False] * 3 + [True, False]),
+                   (5, 10, 20))
+    assert np.flatnonzero(masks["warm_target"]).tolist() == [1, 3, 5]  # warm = neither cold nor unreachable
     assert [np.flatnonzero(masks[f"len_{b}"]).tolist() for b in ("1-5", "6-10", "11-20", "21+")] == \
         [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert masks["cold_target"].sum() == 4 and np.flatnonzero(masks["cold_user"]).tolist() == [7]
@@ -132,6 +137,10 @@ def workspace(tmp_path):
     pd.concat([train, pd.DataFrame({"user": 1, "item": [1, 2, 3], "timestamp": 5})]) \
         .to_parquet(tmp_path / "split/train_full.parquet")
     (tmp_path / "split/split.json").write_text(json.dumps({"t_test": 10, "retrain_on_validation": False}))
+    # items 1-3 known at T_val and T_test, 4 at T_test only, 5 at neither (first seen after T_test)
+    first = np.r_[[2, 2, 2, 7, 20], np.ones(N_ITEMS - 5, np.int64)]
+    catalogue_table(pd.DataFrame({"item": np.arange(1, N_ITEMS + 1), "timestamp": first}), N_ITEMS, 5, 10) \
+        .to_parquet(tmp_path / "split/catalogue.parquet")
     (tmp_path / "params.yaml").write_text("evaluate:\n  ks: [5, 10, 20]\n")
     (tmp_path / "results/r/run.json").write_text(json.dumps({"name": "r", "protocol": "gts"}))
     return tmp_path
@@ -154,8 +163,10 @@ def test_stage_end_to_end(stage, workspace):
     test = ranks[ranks["split"] == "test"]
     assert test["user"].tolist() == pd.read_parquet(workspace / "split/test.parquet")["user"].tolist()
     assert ((test["rank"] >= 1) & (test["rank"] <= 10)).mean() == pytest.approx(flat["test/hr@10"], abs=1e-6)
-    assert flat["test/cold_pool/untrained/items"] == 5 and flat["test/cold_pool/known_at_test/items"] == 3
-    assert {"pool_untrained", "control_known_at_test/hr@10"} <= set(ranks.columns)
+    # the knowable pool: untrained items (1-5) known at the list's cut-off
+    assert flat["test/cold_pool/knowable/items"] == 4 and flat["val/cold_pool/knowable/items"] == 3
+    assert flat["test/catalogue_items"] == N_ITEMS - 1 and flat["protocol_version"] == 2
+    assert {"pool_knowable", "control_knowable/hr@10", "target_unreachable"} <= set(ranks.columns)
 
 
 def test_stage_names_a_missing_user_or_file(stage, workspace):
@@ -210,25 +221,49 @@ def test_cold_control_matches_random_refills():
 
 
 def test_cold_pools_and_control_metrics_in_the_run_evaluation():
-    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), known_items=np.array([1, 2, 3]))
-    assert np.flatnonzero(pools["untrained"]).tolist() == list(range(4, 11))
-    assert np.flatnonzero(pools["known_at_test"]).tolist() == []  # nothing new in the training part
-    pools = cold_pools(10, np.array([1, 2, 3]), ("untrained", "known_at_test"), known_items=np.array([1, 2, 3, 9]))
-    assert np.flatnonzero(pools["known_at_test"]).tolist() == [9]
-    assert set(cold_pools(10, np.array([1]), ("untrained", "known_at_test"))) == {"untrained"}
-    with pytest.raises(ValueError, match="unknown cold pool 'new'"):
-        cold_pools(10, np.array([1]), ("new",))
+    known = np.r_[False, np.ones(10, bool)]  # every item known at both cut-offs ...
+    known_val = known.copy()
+    known_val[9] = False  # ... but item 9 is first seen between T_val and T_test
+    pools = cold_pools(("knowable",), {"val": known_val, "test": known},
+                       {"val": np.array([1, 2, 3]), "test": np.array([1, 2, 3])})
+    assert np.flatnonzero(pools["knowable"]["test"]).tolist() == list(range(4, 11))
+    assert 9 not in np.flatnonzero(pools["knowable"]["val"])
+    with pytest.raises(ValueError, match="unknown cold pool 'untrained'"):  # the future-selected pool is gone
+        cold_pools(("untrained",), {"test": known}, {"test": np.array([1])})
     truth = pd.DataFrame({"user": [0, 1], "history": [[1], [2]], "target": [9, 3], "target_timestamp": [0, 0],
                           "history_length": [1, 1], "target_cold": [True, False], "user_cold": [False, False]})
     recs = {s: pd.DataFrame({"user": [0, 1], "items": [[4, 9, 2], [3, 5, 6]]}) for s in ("val", "test")}
     ev = evaluate_run({"val": truth, "test": truth}, recs, pd.DataFrame({"item": np.arange(1, 11)}),
                       EvaluateConfig(ks=(1, 2), control_k=2), pools=pools)
     m = ev.metrics
-    # untrained pool = 4..10 (7 items, none seen); user 0's list has pool items at ranks 1 and 2
-    assert m["test/cold_pool/untrained/targets"] == 1 and m["test/cold_pool/untrained/model/hr@2"] == 1.0
-    assert m["test/cold_pool/untrained/control/hr@2"] == pytest.approx(2 / 7)
-    assert m["test/cold_pool/untrained/cold_slots@2"] == pytest.approx((2 + 1) / 2)  # user 1: 5 at rank 2
-    assert m["test/cold_pool/known_at_test/control/hr@2"] == pytest.approx(1.0)  # the pool is {9}: 9 at rank 2
+    # knowable test pool = 4..10 (7 items, none seen); user 0's list has pool items at ranks 1 and 2
+    assert m["test/cold_pool/knowable/targets"] == 1 and m["test/cold_pool/knowable/model/hr@2"] == 1.0
+    assert m["test/cold_pool/knowable/control/hr@2"] == pytest.approx(2 / 7)
+    assert m["test/cold_pool/knowable/cold_slots@2"] == pytest.approx((2 + 1) / 2)  # user 1: 5 at rank 2
+    assert m["val/cold_pool/knowable/targets"] == 0  # item 9 is not in the validation pool
     test = ev.per_user[ev.per_user["split"] == "test"]
-    assert test["pool_untrained"].tolist() == [True, False]
-    assert test["control_untrained/hr@2"].tolist() == pytest.approx([2 / 7, 0.0])
+    assert test["pool_knowable"].tolist() == [True, False]
+    assert test["control_knowable/hr@2"].tolist() == pytest.approx([2 / 7, 0.0])
+
+
+def test_catalogue_removes_unknown_items_and_unreachable_targets_are_misses():
+    """A list may hold only items known at its cut-off; a target outside it is a miss for any list."""
+    truth = pd.DataFrame({"user": [0, 1, 2], "history": [[1], [2], [1]], "target": [9, 3, 5],
+                          "target_timestamp": [0, 0, 0], "history_length": [1, 1, 1],
+                          "target_unreachable": [True, False, False],
+                          "target_cold": [False, False, False], "user_cold": [False, False, False]})
+    recs = {s: pd.DataFrame({"user": [0, 1, 2], "items": [[9, 4, 2], [8, 3, 6], [8, 5, 6]]}) for s in ("val", "test")}
+    known = np.r_[False, np.ones(10, bool)]
+    known[[8, 9]] = False  # items 8 and 9 appear after the cut-off
+    ev = evaluate_run({"val": truth, "test": truth}, recs, pd.DataFrame({"item": np.arange(1, 11)}),
+                      EvaluateConfig(ks=(1, 2), control_k=2), catalogues={"val": known, "test": known})
+    m = ev.metrics
+    assert m["test/off_catalogue_items"] == 3 and m["test/catalogue_items"] == 8
+    assert m["test/hr@1"] == pytest.approx(2 / 3)  # users 1 and 2: 3 and 5 move up to rank 1
+    assert m["test/unreachable_target/users"] == 1 and m["test/unreachable_target/hr@2"] == 0.0
+    assert m["test/warm_target/users"] == 2
+    test = ev.per_user[ev.per_user["split"] == "test"]
+    assert test["target_unreachable"].tolist() == [True, False, False] and test["rank"].tolist() == [0, 1, 1]
+    everything = evaluate_run({"val": truth, "test": truth}, recs, pd.DataFrame({"item": np.arange(1, 11)}),
+                              EvaluateConfig(ks=(1, 2), control_k=2))
+    assert everything.metrics["test/hr@1"] == pytest.approx(1 / 3)  # without the catalogue 9 and 8 take rank 1

@@ -220,7 +220,8 @@ def test_run_info_fields():
                                          "set": {"train.seed": 3}})
     info = run_info("g", "generators", spec, seed=3, n_levels=4)
     assert info == {"name": "g", "family": "generators", "backbone": "gpt2", "representation": "sid",
-                    "tokenizer": "rq", "protocol": "loo", "n_levels": 4, "seed": 3, "overrides": {"train.seed": 3}}
+                    "tokenizer": "rq", "protocol": "loo", "n_levels": 4, "seed": 3, "overrides": {"train.seed": 3},
+                    "protocol_version": 2, "rules": []}
     assert json.loads(json.dumps(info)) == info  # written as run.json
     info["overrides"]["train.seed"] = 9
     assert spec.set == {"train.seed": 3}  # a copy, not the spec's own dict

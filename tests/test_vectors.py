@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from lib.config import ConfigError
+from tests.conftest import write_catalogue
 from lib.embed import WORDLLAMA, EmbedConfig, embed_items
 from lib.models.config import SeqRecConfig
 from lib.runs import load_table_entry
@@ -187,12 +188,13 @@ def test_text_vectors_stage_with_the_shipped_wordllama(tmp_path, items):
 
 # --- stage vector_tokenizer on text vectors ---------------------------------------------------------------
 
-def _split(d: Path, train_items: range) -> Path:
+def _split(d: Path, train_items: range, n_items: int = 20) -> Path:
     d.mkdir(parents=True)
     train = pd.DataFrame({"user": 0, "item": list(train_items), "timestamp": 1})
     train.to_parquet(d / "train.parquet")
     train.to_parquet(d / "train_full.parquet")
     (d / "split.json").write_text(json.dumps({"retrain_on_validation": False}))
+    write_catalogue(d, n_items)
     return d
 
 
@@ -247,6 +249,7 @@ def ranker_inputs(tmp_path_factory) -> Path:
     val.to_parquet(split / "val.parquet")  # the split stage's columns (the evaluator's slices)
     val.to_parquet(split / "test.parquet")
     (split / "split.json").write_text(json.dumps({"retrain_on_validation": False}))
+    write_catalogue(split, N_ITEMS)
     pd.DataFrame({"item": np.arange(1, N_ITEMS + 1)}).to_parquet(tmp / "items.parquet")
     vec = tmp / "vectors"
     vec.mkdir()

@@ -15,8 +15,12 @@ raw file order. Beam has day resolution and its raw file is grouped by item, so 
 the user's: `tie_break: random` reorders each user's same-timestamp interactions by a seeded
 shuffle before splitting, so neither the choice of target nor the input order follows it.
 Evaluation rows: user, history (list of items, oldest first), target, target_timestamp,
-history_length, target_cold, user_cold. Cold = no interaction in the data the evaluated
-model is fit on.
+history_length, target_unreachable, target_cold, user_cold. Unreachable = the target is not in the
+catalogue known at its list's cut-off (lib/catalogue.py: T_val for validation, T_test for test; the
+whole catalogue under leave-one-out): a miss for every model. Cold = a reachable target without an
+interaction in the data the evaluated model is fit on; a cold user has no such interaction either.
+The default tie order is random (seeded): in the raw file order a same-day target is always the day's
+highest item id, and ids follow product age.
 """
 from __future__ import annotations
 
@@ -26,7 +30,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-EVAL_COLUMNS = ["user", "history", "target", "target_timestamp", "history_length", "target_cold", "user_cold"]
+from lib.catalogue import catalogue_table
+
+EVAL_COLUMNS = ["user", "history", "target", "target_timestamp", "history_length", "target_unreachable",
+                "target_cold", "user_cold"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class SplitConfig:
     quantile: float = 0.9  # global_temporal: cut-off quantile of the timestamps
     validation: Literal["by_time"] = "by_time"  # global_temporal: how validation is cut from training
     retrain_on_validation: bool = False  # final model trains on train+validation period
-    tie_break: Literal["file_order", "random"] = "file_order"  # order of a user's same-timestamp interactions
+    tie_break: Literal["file_order", "random"] = "random"  # order of a user's same-timestamp interactions
     tie_seed: int = 0  # tie_break random: the shuffle's seed
 
     def validate(self) -> None:
@@ -50,6 +57,7 @@ class Split:
     val: pd.DataFrame  # evaluation rows, EVAL_COLUMNS
     test: pd.DataFrame  # evaluation rows, EVAL_COLUMNS
     info: dict  # cut-offs and counts: data/split/<protocol>/split.json and metrics/split/<protocol>.json
+    catalogue: pd.DataFrame  # lib/catalogue.py: item, first_seen, known_val, known_test
     # protocol diagnostics (tie order, same-day and repeat targets): metrics only, so that adding one
     # leaves the split directory, a dependency of every run, byte-identical
     stats: dict = field(default_factory=dict)
@@ -107,9 +115,11 @@ def _holdout_after(df: pd.DataFrame, cutoff: int) -> tuple[pd.DataFrame, pd.Data
     return rows, rest
 
 
-def _flag_cold(rows: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
+def _flag_cold(rows: pd.DataFrame, fit: pd.DataFrame, known: np.ndarray) -> pd.DataFrame:
+    """known (N+1,) bool: the list's catalogue. Cold = reachable and not in the fit data."""
     rows = rows.copy()
-    rows["target_cold"] = ~rows["target"].isin(fit["item"].unique())
+    rows["target_unreachable"] = ~known[rows["target"].to_numpy()]
+    rows["target_cold"] = ~rows["target"].isin(fit["item"].unique()) & ~rows["target_unreachable"]
     rows["user_cold"] = ~rows["user"].isin(fit["user"].unique())
     return rows[EVAL_COLUMNS]
 
@@ -121,7 +131,11 @@ def _same_day(val: pd.DataFrame, test: pd.DataFrame) -> dict:
             for n, r in (("val", val), ("test", test))}
 
 
-def global_temporal(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
+def _known(cat: pd.DataFrame, column: str) -> np.ndarray:
+    return np.r_[False, cat[column].to_numpy(bool)]
+
+
+def global_temporal(inter: pd.DataFrame, cfg: SplitConfig, n_items: int) -> Split:
     t_test = _quantile_time(inter["timestamp"], cfg.quantile)
     test, part = _holdout_after(inter, t_test)
     t_val = _quantile_time(part["timestamp"], cfg.quantile)
@@ -129,10 +143,12 @@ def global_temporal(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
     final_fit = part if cfg.retrain_on_validation else train
     info = {"t_test": t_test, "t_val": t_val, "training_part_interactions": len(part),
             "training_part_users": int(part["user"].nunique())}
-    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), info, _same_day(val, test))
+    cat = catalogue_table(inter, n_items, t_val, t_test)  # every interaction counts, not only the kept users'
+    return Split(train, part, _flag_cold(val, train, _known(cat, "known_val")),
+                 _flag_cold(test, final_fit, _known(cat, "known_test")), info, cat, _same_day(val, test))
 
 
-def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
+def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig, n_items: int) -> Split:
     rank_from_end = inter.groupby("user").cumcount(ascending=False).to_numpy()
     n = inter.groupby("user")["item"].transform("size").to_numpy()
     test = _eval_rows(inter, (rank_from_end == 0) & (n >= 2))
@@ -141,17 +157,34 @@ def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
     train = inter[(rank_from_end >= 2) | ((n == 2) & (rank_from_end == 1))].reset_index(drop=True)
     part = inter[(rank_from_end >= 1)].reset_index(drop=True)
     final_fit = part if cfg.retrain_on_validation else train
-    return Split(train, part, _flag_cold(val, train), _flag_cold(test, final_fit), {}, _same_day(val, test))
+    cat = catalogue_table(inter, n_items, None, None)  # the papers' whole catalogue (comparability)
+    everything = np.ones(n_items + 1, dtype=bool)
+    return Split(train, part, _flag_cold(val, train, everything), _flag_cold(test, final_fit, everything), {},
+                 cat, _same_day(val, test))
 
 
-def split(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
-    """Split chronological interactions by `cfg.type`; fill `info` with the split's statistics."""
+def _target_counts(name: str, rows: pd.DataFrame) -> dict:
+    n = max(1, len(rows))
+    return {f"{name}_unreachable_targets": int(rows["target_unreachable"].sum()),
+            f"{name}_unreachable_target_fraction": round(float(rows["target_unreachable"].sum() / n), 4),
+            f"{name}_cold_targets": int(rows["target_cold"].sum())}
+
+
+def split(inter: pd.DataFrame, cfg: SplitConfig, n_items: int | None = None) -> Split:
+    """Split chronological interactions by `cfg.type`; fill `info` with the split's statistics.
+
+    n_items: catalogue size N (ids 1..N; default: the largest id in `inter`).
+    """
     inter = inter[["user", "item", "timestamp"]]
+    n_items = int(inter["item"].max()) if n_items is None else n_items
     if cfg.tie_break == "random":
         inter = shuffle_ties(inter, cfg.tie_seed)
-    s = global_temporal(inter, cfg) if cfg.type == "global_temporal" else leave_one_out(inter, cfg)
+    run = global_temporal if cfg.type == "global_temporal" else leave_one_out
+    s = run(inter, cfg, n_items)
     fit = s.train_full if cfg.retrain_on_validation else s.train
-    info = {"type": cfg.type, **s.info}
+    info = {"type": cfg.type, "catalogue": "known_at_cutoff" if cfg.type == "global_temporal" else "whole",
+            "catalogue_val_items": int(s.catalogue["known_val"].sum()),
+            "catalogue_test_items": int(s.catalogue["known_test"].sum()), **s.info}
     info.update(
         train_interactions=len(s.train), train_users=int(s.train["user"].nunique()),
         train_items=int(s.train["item"].nunique()),
@@ -163,6 +196,7 @@ def split(inter: pd.DataFrame, cfg: SplitConfig) -> Split:
         test_cold_user_fraction=round(float(s.test["user_cold"].mean()), 4) if len(s.test) else 0.0,
         test_mean_history_length=round(float(s.test["history_length"].mean()), 4) if len(s.test) else 0.0,
         retrain_on_validation=cfg.retrain_on_validation,
+        **_target_counts("val", s.val), **_target_counts("test", s.test),
     )
     s.stats = {"tie_break": cfg.tie_break, **s.stats}
     for name, rows in (("val", s.val), ("test", s.test)):  # unreachable once seen items are removed

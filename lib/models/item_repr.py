@@ -56,6 +56,9 @@ class ItemFeatures:
     content: np.ndarray | None = None  # (N+1, c) content embeddings
     codes: np.ndarray | None = None  # (N+1, L) semantic codes (collision level excluded), row 0 = -1
     warm: np.ndarray | None = None  # (N+1,) bool: the item has a training interaction
+    # (N+1,) bool: the item is known at the training cut-off (lib/catalogue.py): the classes of the training
+    # objective and the rows the content_init PCA is fit on; None = every item (leave-one-out, old tests)
+    known: np.ndarray | None = None
 
 
 def compact_ngrams(codes: np.ndarray, n: int) -> np.ndarray:
@@ -68,19 +71,22 @@ def compact_ngrams(codes: np.ndarray, n: int) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def pca_init(content: np.ndarray, d: int, std: float) -> np.ndarray:
+def pca_init(content: np.ndarray, d: int, std: float, fit_rows: np.ndarray | None = None) -> np.ndarray:
     """(N+1, c) content -> (N+1, d) PCA projection, one global scale to `std`; row 0 = 0.
 
-    A single scale (not per-column whitening) keeps the content's pairwise geometry.
+    A single scale (not per-column whitening) keeps the content's pairwise geometry. The mean, the
+    components and the scale come from `fit_rows` ((N+1,) bool: the items known at the training cut-off;
+    None = all): an item that does not exist yet must not shape the others' rows.
 
     Extra columns (d > c) are small random values, deterministic given torch's seed.
     """
     x = content[1:].astype(np.float64)
-    x = x - x.mean(0, keepdims=True)
-    k = min(d, x.shape[1], x.shape[0])
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    proj = x @ vt[:k].T  # (N, k)
-    proj = proj / (proj.std() + 1e-12) * std
+    fit = x if fit_rows is None else x[np.asarray(fit_rows, bool)[1:]]
+    mean = fit.mean(0, keepdims=True)
+    k = min(d, x.shape[1], fit.shape[0])
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    proj = (x - mean) @ vt[:k].T  # (N, k)
+    proj = proj / (((fit - mean) @ vt[:k].T).std() + 1e-12) * std
     out = np.zeros((content.shape[0], d), dtype=np.float32)
     out[1:, :k] = proj
     if k < d:
@@ -120,7 +126,7 @@ class ItemRepresentation(nn.Module):
         if kind in ID_KINDS:
             self.table = nn.Embedding(n_items + 1, d, padding_idx=0)
             if kind == "content_init":
-                w = torch.from_numpy(pca_init(content, d, init_std))
+                w = torch.from_numpy(pca_init(content, d, init_std, features.known))
             else:
                 w = torch.randn(n_items + 1, d) * init_std
             w[0] = 0

@@ -29,9 +29,24 @@ from lib.models.data import HistoryDataset
 ScoreAdjust = Callable[[torch.Tensor], torch.Tensor]
 
 
+def restrict(scores: torch.Tensor, candidates: np.ndarray | torch.Tensor | None) -> torch.Tensor:
+    """scores (B, N+1), candidates (N+1,) bool -> scores with every non-candidate at -inf (None = all).
+
+    The list's catalogue (lib/catalogue.py: items known at its cut-off, and for an ID-only model only
+    items with a learned row) is applied to the scores, so a list is filled with real candidates.
+    """
+    if candidates is None:
+        return scores
+    keep = torch.as_tensor(np.asarray(candidates, dtype=bool)).to(scores.device)
+    if keep.shape[0] != scores.shape[1]:
+        raise ValueError(f"candidates: {keep.shape[0]} flags for {scores.shape[1]} score columns")
+    return scores.masked_fill(~keep, float("-inf"))
+
+
 def list_lengths(histories: list, top_k: int, n_items: int) -> np.ndarray:
-    """How many items to write per user: top_k plus room for the user's distinct seen items."""
-    return np.minimum(np.array([top_k + len(set(h)) for h in histories]), n_items)
+    """How many items to write per user: top_k plus room for the user's distinct seen items
+    (n_items: the number of candidates, so a list never holds a -inf item)."""
+    return np.maximum(np.minimum(np.array([top_k + len(set(h)) for h in histories]), n_items), 0)
 
 
 @torch.no_grad()
@@ -45,21 +60,24 @@ def top_items(scores: torch.Tensor, lengths: np.ndarray) -> list[np.ndarray]:
 @torch.no_grad()
 def recommend(model: torch.nn.Module, rows: pd.DataFrame, top_k: int, batch_size: int = 256,
               device: torch.device | str = "cpu", progress: bool = True,
-              adjust: ScoreAdjust | None = None) -> pd.DataFrame:
+              adjust: ScoreAdjust | None = None, candidates: np.ndarray | None = None) -> pd.DataFrame:
     """Evaluation rows (user, history) -> DataFrame(user, items) of ranked item lists.
 
     `adjust` maps each batch's scores (B, N+1) before ranking (`shifter`); None = as scored.
+    `candidates` (N+1,) bool: the only items a list may hold (`restrict`); None = every item.
     """
     model.eval().to(device)
     histories = list(rows["history"])
-    want = list_lengths(histories, top_k, model.n_items)
+    n_cand = model.n_items if candidates is None else int(np.count_nonzero(candidates))
+    want = list_lengths(histories, top_k, n_cand)
     ds = HistoryDataset(histories, model.cfg.max_len)
     out: list = [None] * len(ds)
     loader = DataLoader(ds, batch_size=batch_size, collate_fn=HistoryDataset.collate)
     for idx, seq, lengths in tqdm(loader, desc="recommend", disable=not progress, mininterval=2.0):
         scores = model.score_last(seq.to(device), lengths.to(device))
-        if adjust is not None:
+        if adjust is not None:  # before the catalogue: the shift's sd is over real scores, not -inf
             scores = adjust(scores)
+        scores = restrict(scores, candidates)
         for i, items in zip(idx.tolist(), top_items(scores, want[idx.numpy()]), strict=True):
             out[i] = items.astype(np.int64)
     return pd.DataFrame({"user": rows["user"].to_numpy(), "items": out})
@@ -81,12 +99,12 @@ def shifter(cold: np.ndarray, shift: float) -> ScoreAdjust:
 
 @torch.no_grad()
 def choose_cold_shift(model: torch.nn.Module, val: pd.DataFrame, cold: np.ndarray, grid: Sequence[float],
-                      k: int = 10, batch_size: int = 256, device: torch.device | str = "cpu"
-                      ) -> tuple[float, dict[float, float]]:
+                      k: int = 10, batch_size: int = 256, device: torch.device | str = "cpu",
+                      candidates: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
     """Validation rows (user, history, target) -> (the shift of `grid` with the best NDCG@k, {shift: NDCG@k}).
 
-    Scores each user once and ranks them under every shift, decoding like `recommend` and removing
-    seen items like the evaluator (its default `filter_seen`).
+    Scores each user once and ranks them under every shift, decoding like `recommend` (over `candidates`)
+    and removing seen items like the evaluator (its default `filter_seen`).
     """
     if not grid:
         raise ValueError("cold shift grid: empty")
@@ -99,10 +117,11 @@ def choose_cold_shift(model: torch.nn.Module, val: pd.DataFrame, cold: np.ndarra
     for idx, seq, lengths in loader:
         idx = idx.numpy()
         hist = [histories[i] for i in idx]
-        want = list_lengths(hist, k, model.n_items)
+        want = list_lengths(hist, k, model.n_items if candidates is None else int(np.count_nonzero(candidates)))
         scores = model.score_last(seq.to(device), lengths.to(device))  # (B, N+1)
         for b, adjust in adjusts.items():
-            ranks = metrics.target_ranks(metrics.top_k(top_items(adjust(scores), want), k, seen=hist), targets[idx])
+            ranked = top_items(restrict(adjust(scores), candidates), want)
+            ranks = metrics.target_ranks(metrics.top_k(ranked, k, seen=hist), targets[idx])
             sums[b] += float(metrics.ndcg(ranks, k).sum())
     ndcg = {b: s / max(1, len(histories)) for b, s in sums.items()}
     best = max(sorted(ndcg), key=lambda b: ndcg[b])  # sorted + max keeps the smallest of tied shifts

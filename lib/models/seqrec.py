@@ -1,8 +1,15 @@
-"""A sequential recommender = item representation + backbone + tied full-catalogue scoring."""
+"""A sequential recommender = item representation + backbone + tied full-catalogue scoring.
+
+The training objective's classes are the items known at the training cut-off (`ItemFeatures.known`,
+lib/catalogue.py): an item that does not exist yet is no negative of the full softmax, of sampled
+softmax or of BCE. Scoring (`score_last`) covers every row; the lists' catalogue is applied by
+lib/models/recommend.py.
+"""
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +32,15 @@ class SeqRec(nn.Module):
         self.items = ItemRepresentation(representation, n_items, cfg.d_model, features, cfg.adapter_hidden,
                                         code_pool=cfg.code_pool, id_dropout=cfg.id_dropout)
         self.backbone = BACKBONES[backbone](cfg)
+        known = features.known
+        if known is not None and len(known) != n_items + 1:
+            raise ValueError(f"known flags: {len(known)} rows, expected n_items+1 = {n_items + 1}")
+        classes = np.flatnonzero(np.asarray(known, bool)[1:]) + 1 if known is not None else np.arange(1, n_items + 1)
+        class_of = np.full(n_items + 1, -1, dtype=np.int64)
+        class_of[classes] = np.arange(len(classes))
+        # derived from the split, not learned: rebuilt from the features when a checkpoint is loaded
+        self.register_buffer("classes", torch.as_tensor(classes, dtype=torch.long), persistent=False)  # (C,)
+        self.register_buffer("class_of", torch.as_tensor(class_of), persistent=False)  # (N+1,) item -> class or -1
 
     def hidden(self, seq: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:
         """seq (B, L) right-padded item ids -> hidden states (B, L, d)."""
@@ -41,13 +57,17 @@ class SeqRec(nn.Module):
         e = self.items()  # (N+1, d)
         mask = tgt > 0
         h = self.hidden(inp, e)[mask]  # (M, d): never materialise logits for padding
-        y = tgt[mask]  # (M,)
-        if kind == "ce":  # full softmax over the catalogue (SASRec+, Klenitskiy & Vasilev 2023)
-            return full_softmax_ce(h, e[1:], y - 1, ce_chunk, getattr(torch, ce_dtype))  # padding is not a class
-        if kind == "sampled":  # softmax over the target and `negatives` uniformly sampled items
-            return sampled_softmax_ce(h, e[1:], y - 1, negatives)
+        y = self.class_of[tgt[mask]]  # (M,) class index of each target
+        if bool((y < 0).any()):
+            raise ValueError("a training target is not among the items known at the training cut-off")
+        ec = e[self.classes]  # (C, d): padding and items unknown at the cut-off are no class
+        if kind == "ce":  # full softmax over the known catalogue (SASRec+, Klenitskiy & Vasilev 2023)
+            return full_softmax_ce(h, ec, y, ce_chunk, getattr(torch, ce_dtype))
+        if kind == "sampled":  # softmax over the target and `negatives` uniformly sampled known items
+            return sampled_softmax_ce(h, ec, y, negatives)
         # Original SASRec: binary cross-entropy with one uniformly sampled negative per position.
-        neg = torch.randint(1, self.n_items + 1, y.shape, device=y.device)
+        y = self.classes[y]  # back to item ids
+        neg = self.classes[torch.randint(0, len(self.classes), y.shape, device=y.device)]
         pos_s = (h * e[y]).sum(-1)
         neg_s = (h * e[neg]).sum(-1)
         return F.binary_cross_entropy_with_logits(

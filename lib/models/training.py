@@ -61,8 +61,11 @@ def _positions_per_batch(seqs: list[np.ndarray], tc: TrainConfig) -> float:
 
 def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFrame, val: pd.DataFrame,
         n_items: int, features: ItemFeatures | None, ckpt_dir: str, logger=None,
-        progress: bool = True) -> tuple[SeqRecModule, dict]:
-    """Train with early stopping; return the best-on-validation module and training facts."""
+        progress: bool = True, val_candidates: np.ndarray | None = None) -> tuple[SeqRecModule, dict]:
+    """Train with early stopping; return the best-on-validation module and training facts.
+
+    val_candidates (N+1,) bool: the validation lists' catalogue (None = every item), as in the stage's lists.
+    """
     tc = cfg.train
     L.seed_everything(tc.seed, workers=True, verbose=False)
     if tc.threads:
@@ -71,7 +74,7 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
     seqs = training_sequences(train, cfg.model.max_len)
     train_loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
-    val_loader = module.validation_loader(val, cfg.model.max_len, tc.num_workers)
+    val_loader = module.validation_loader(val, cfg.model.max_len, tc.num_workers, candidates=val_candidates)
     log.info("%s/%s: %d training sequences, %d validation users, %d items",
              backbone, representation, len(seqs), len(val), n_items)
     best_path, facts = fit_early_stopping(module, train_loader, val_loader, tc, ckpt_dir, logger, progress)

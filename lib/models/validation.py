@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 
 from lib import metrics
 from lib.models.data import HistoryDataset
-from lib.models.recommend import list_lengths, top_items
+from lib.models.recommend import list_lengths, restrict, top_items
 from lib.trainer import VAL_METRIC
 
 
@@ -28,9 +28,13 @@ class ExactValidationModule(L.LightningModule):
         self.val_ndcg = MeanMetric()
         self.val_histories: list = []  # set by `validation_loader`
         self.val_targets: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.val_candidates: np.ndarray | None = None  # (N+1,) bool: the validation lists' catalogue
 
-    def validation_loader(self, val: pd.DataFrame, max_len: int, num_workers: int = 0) -> DataLoader:
-        """Keep the validation rows (user, history, target) and return the loader of their histories."""
+    def validation_loader(self, val: pd.DataFrame, max_len: int, num_workers: int = 0,
+                          candidates: np.ndarray | None = None) -> DataLoader:
+        """Keep the validation rows (user, history, target) and the lists' candidates ((N+1,) bool, None =
+        every item: lib.models.recommend.restrict) and return the loader of their histories."""
+        self.val_candidates = candidates
         self.val_histories = list(val["history"])
         self.val_targets = val["target"].to_numpy(np.int64)
         return DataLoader(HistoryDataset(self.val_histories, max_len), batch_size=512,
@@ -44,7 +48,8 @@ class ExactValidationModule(L.LightningModule):
         idx, seq, lengths = batch
         idx = idx.cpu().numpy()
         hist = [self.val_histories[i] for i in idx]
-        recs = top_items(self.val_scores(seq, lengths), list_lengths(hist, 10, self.model.n_items))
+        n_cand = self.model.n_items if self.val_candidates is None else int(np.count_nonzero(self.val_candidates))
+        recs = top_items(restrict(self.val_scores(seq, lengths), self.val_candidates), list_lengths(hist, 10, n_cand))
         ranks = metrics.target_ranks(metrics.top_k(recs, 10, seen=hist), self.val_targets[idx])
         self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
 

@@ -28,9 +28,9 @@ def _rows(df: pd.DataFrame) -> list[tuple]:
 
 
 def _eval(df: pd.DataFrame) -> dict:
-    """user -> (history, target, target_timestamp, history_length, target_cold, user_cold)."""
+    """user -> (history, target, target_timestamp, history_length, target_cold, user_cold, target_unreachable)."""
     return {r.user: (list(r.history), r.target, r.target_timestamp, r.history_length, r.target_cold,
-                     r.user_cold) for r in df.itertuples(index=False)}
+                     r.user_cold, r.target_unreachable) for r in df.itertuples(index=False)}
 
 
 def test_global_temporal_by_hand():
@@ -43,23 +43,33 @@ def test_global_temporal_by_hand():
     assert s.info["t_test"] == 24 and s.info["t_val"] == 12
     assert s.info["training_part_interactions"] == 12 and s.info["training_part_users"] == 4
     # test: last interaction > 24; history = every earlier item, including 5@25 after T_test
+    # first seen: 1@1 2@2 3@4 7@6 5@10 | T_val 12 | 4@21 | T_test 24 | 6@28
     assert _eval(s.test) == {
-        0: ([1, 2, 3], 4, 30, 3, True, False),  # item 4 only in the validation period
-        1: ([2, 3, 1, 5], 2, 26, 4, False, False),
-        3: ([3], 6, 28, 1, True, True),
+        0: ([1, 2, 3], 4, 30, 3, True, False, False),  # item 4 only in the validation period: known, cold
+        1: ([2, 3, 1, 5], 2, 26, 4, False, False, False),
+        3: ([3], 6, 28, 1, False, True, True),  # item 6 first seen after T_test: unreachable, not "cold"
     }
     assert _eval(s.val) == {
-        1: ([2, 3], 1, 20, 2, False, False),
-        2: ([7, 1], 5, 24, 2, False, False),
-        4: ([1, 5], 4, 21, 2, True, False),
+        1: ([2, 3], 1, 20, 2, False, False, False),
+        2: ([7, 1], 5, 24, 2, False, False, False),
+        4: ([1, 5], 4, 21, 2, False, False, True),  # item 4 first seen after T_val
     }
+    cat = s.catalogue.set_index("item")
+    assert cat["first_seen"].tolist() == [1, 2, 4, 21, 10, 28, 6]
+    assert cat.index[cat["known_val"]].tolist() == [1, 2, 3, 5, 7]
+    assert cat.index[cat["known_test"]].tolist() == [1, 2, 3, 4, 5, 7]
+    assert s.info["catalogue"] == "known_at_cutoff"
+    assert (s.info["catalogue_val_items"], s.info["catalogue_test_items"]) == (5, 6)
+    assert (s.info["test_unreachable_targets"], s.info["val_unreachable_targets"]) == (1, 1)
+    assert (s.info["test_cold_targets"], s.info["val_cold_targets"]) == (1, 0)
+    assert s.info["test_unreachable_target_fraction"] == round(1 / 3, 4)
     assert _rows(s.train) == [(0, 1, 1), (0, 2, 3), (0, 3, 5), (1, 2, 2), (1, 3, 4), (2, 7, 6), (2, 1, 8),
                               (4, 1, 9), (4, 5, 10)]
     assert _rows(s.train_full) == _rows(inter[inter["timestamp"] <= 24].query("user != 3"))
     assert list(s.test.columns) == EVAL_COLUMNS and list(s.val.columns) == EVAL_COLUMNS
     assert s.info["train_interactions"] == 9 and s.info["final_fit_interactions"] == 9
     assert s.info["val_users"] == 3 and s.info["test_users"] == 3
-    assert s.info["test_cold_target_fraction"] == round(2 / 3, 4)
+    assert s.info["test_cold_target_fraction"] == round(1 / 3, 4)
     assert s.info["test_cold_user_fraction"] == round(1 / 3, 4)
     assert s.info["test_mean_history_length"] == round(8 / 3, 4)
 
@@ -68,8 +78,8 @@ def test_global_temporal_retrain_on_validation_changes_test_cold_flags():
     s = split(_frame(HAND), SplitConfig(quantile=0.75, retrain_on_validation=True))
     test = _eval(s.test)
     assert not test[0][4]  # item 4 is in train_full (user 4 at t=21)
-    assert test[3][4] and test[3][5]  # item 6 and user 3 are nowhere in the training part
-    assert _eval(s.val)[4][4]  # validation is still judged against train
+    assert test[3][6] and not test[3][4] and test[3][5]  # item 6 unreachable; user 3 nowhere in the training part
+    assert _eval(s.val)[4][6]  # validation is still judged at T_val
     assert s.info["final_fit_interactions"] == 12
 
 
@@ -97,7 +107,7 @@ def _flat(seqs: dict) -> list[tuple]:
 @pytest.mark.parametrize(("seed", "q", "retrain"), [(0, 0.9, False), (1, 0.8, True), (2, 0.5, False)])
 def test_global_temporal_matches_the_rule_and_has_no_leakage(seed, q, retrain):
     inter = random_interactions(seed)
-    s = split(inter, SplitConfig(quantile=q, retrain_on_validation=retrain))
+    s = split(inter, SplitConfig(quantile=q, retrain_on_validation=retrain, tie_break="file_order"))
     t_test, t_val, test, val, part, train = _reference_global_temporal(inter, q)
     assert len(test) > 5 and len(val) > 5 and len(train) > 5  # not a degenerate case
 
@@ -125,8 +135,11 @@ def test_global_temporal_matches_the_rule_and_has_no_leakage(seed, q, retrain):
         assert (full[r.user]["timestamp"].iloc[: r.history_length] <= r.target_timestamp).all()
 
     fit = s.train_full if retrain else s.train
-    for rows, ref in ((s.val, s.train), (s.test, fit)):
-        np.testing.assert_array_equal(rows["target_cold"], ~rows["target"].isin(set(ref["item"])))
+    first = inter.groupby("item")["timestamp"].min()  # the catalogue: known once first seen at or before the cut-off
+    for rows, ref, cut in ((s.val, s.train, t_val), (s.test, fit, t_test)):
+        unknown = rows["target"].map(first).to_numpy() > cut
+        np.testing.assert_array_equal(rows["target_unreachable"], unknown)
+        np.testing.assert_array_equal(rows["target_cold"], ~rows["target"].isin(set(ref["item"])) & ~unknown)
         np.testing.assert_array_equal(rows["user_cold"], ~rows["user"].isin(set(ref["user"])))
     assert s.info["final_fit_interactions"] == len(fit)
     assert s.info["val_users"] == len(s.val) and s.info["test_users"] == len(s.test)
@@ -149,15 +162,16 @@ LOO = {
 
 def test_leave_one_out_by_hand():
     s = split(_frame(LOO), SplitConfig(type="leave_one_out"))
-    assert _eval(s.test) == {
-        1: ([1], 2, 2, 1, False, False),
-        2: ([3, 4], 5, 9, 2, True, False),
-        3: ([1, 2, 3], 4, 8, 3, True, False),  # item 4 is only a validation target (of user 2)
+    assert _eval(s.test) == {  # the papers' whole catalogue: nothing is unreachable
+        1: ([1], 2, 2, 1, False, False, False),
+        2: ([3, 4], 5, 9, 2, True, False, False),
+        3: ([1, 2, 3], 4, 8, 3, True, False, False),  # item 4 is only a validation target (of user 2)
     }
     assert _eval(s.val) == {
-        2: ([3], 4, 5, 1, True, False),
-        3: ([1, 2], 3, 4, 2, False, False),
+        2: ([3], 4, 5, 1, True, False, False),
+        3: ([1, 2], 3, 4, 2, False, False, False),
     }
+    assert s.catalogue["known_val"].all() and s.catalogue["known_test"].all() and s.info["catalogue"] == "whole"
     assert _rows(s.train) == [(1, 1, 1), (2, 3, 1), (3, 1, 2), (3, 2, 3)]
     assert _rows(s.train_full) == [(1, 1, 1), (2, 3, 1), (2, 4, 5), (3, 1, 2), (3, 2, 3), (3, 3, 4)]
     assert s.info["type"] == "leave_one_out" and "t_test" not in s.info
@@ -172,7 +186,7 @@ def test_leave_one_out_retrain_judges_test_against_train_full():
 @pytest.mark.parametrize("seed", [0, 3])
 def test_leave_one_out_invariants(seed):
     inter = random_interactions(seed)
-    s = split(inter, SplitConfig(type="leave_one_out"))
+    s = split(inter, SplitConfig(type="leave_one_out", tie_break="file_order"))
     sizes = inter.groupby("user").size()
     assert set(s.test["user"]) == set(sizes[sizes >= 2].index)
     assert set(s.val["user"]) == set(sizes[sizes >= 3].index)
@@ -194,7 +208,7 @@ TIES = {0: [(4, 1), (1, 5), (2, 5), (3, 5)], 1: [(5, 2), (6, 9), (7, 9)], 2: [(1
 
 
 def test_file_order_ties_and_same_day_and_repeat_counts_by_hand():
-    s = split(_frame(TIES), SplitConfig(type="leave_one_out"))
+    s = split(_frame(TIES), SplitConfig(type="leave_one_out", tie_break="file_order"))
     assert _eval(s.test)[0][:2] == ([4, 1, 2], 3)  # file order: the last row of the day is the target
     # test targets on the day of their input's latest item: users 0 and 1, not 2
     assert s.stats["test_same_day_target_fraction"] == round(2 / 3, 4)
@@ -202,6 +216,7 @@ def test_file_order_ties_and_same_day_and_repeat_counts_by_hand():
     assert s.stats["val_same_day_target_fraction"] == 0.5
     assert s.stats["tie_break"] == "file_order" and s.stats["test_repeat_targets"] == 0
     rep = split(_frame({0: [(1, 1), (2, 2), (1, 3)], 1: [(3, 1), (4, 2)]}), SplitConfig(type="leave_one_out"))
+    assert SplitConfig().tie_break == "random"  # the default protocol: file order encodes item age
     assert rep.stats["test_repeat_targets"] == 1 and rep.stats["val_repeat_targets"] == 0
 
 
@@ -212,7 +227,7 @@ def test_random_tie_break_permutes_only_within_a_users_day_and_is_seeded():
     a = split(inter, SplitConfig(type="leave_one_out", tie_break="random", tie_seed=1))
     b = split(inter, SplitConfig(type="leave_one_out", tie_break="random", tie_seed=1))
     c = split(inter, SplitConfig(type="leave_one_out", tie_break="random", tie_seed=2))
-    base = split(inter, SplitConfig(type="leave_one_out"))
+    base = split(inter, SplitConfig(type="leave_one_out", tie_break="file_order"))
     for x in ("train", "val", "test"):
         pd.testing.assert_frame_equal(getattr(a, x), getattr(b, x))  # same seed, same split
     assert not a.test["target"].equals(c.test["target"]) and not a.test["target"].equals(base.test["target"])
@@ -226,10 +241,27 @@ def test_random_tie_break_permutes_only_within_a_users_day_and_is_seeded():
     assert shuffled[key].equals(inter[key]) and not shuffled["item"].equals(inter["item"])
     assert (shuffled.groupby(key)["item"].apply(sorted) == inter.groupby(key)["item"].apply(sorted)).all()
     g = split(inter, SplitConfig(quantile=0.7, tie_break="random", tie_seed=1))  # temporal: same training rows
-    g0 = split(inter, SplitConfig(quantile=0.7))
+    g0 = split(inter, SplitConfig(quantile=0.7, tie_break="file_order"))
     assert sorted(_rows(g.train)) == sorted(_rows(g0.train)) and g.info == g0.info
 
 
 def test_random_tie_break_refuses_unsorted_input():
     with pytest.raises(ValueError, match="sorted by user, then timestamp"):
         split(_frame({0: [(1, 5), (2, 1)]}), SplitConfig(tie_break="random"))
+
+
+def test_an_item_first_seen_after_t_test_is_in_no_catalogue_and_never_cold():
+    """The 5-core survivorship case: a new item that became popular after T_test is unreachable, not cold."""
+    inter = random_interactions(5)
+    t_test = int(np.quantile(inter["timestamp"], 0.9))
+    late = int(inter["item"].max()) + 1  # a new item: every interaction of it after T_test
+    users = inter["user"].unique()[:6]
+    extra = pd.DataFrame({"user": users, "item": late, "timestamp": t_test + 1000 + np.arange(len(users))})
+    inter = pd.concat([inter, extra]).sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
+    s = split(inter, SplitConfig(quantile=0.9))
+    assert s.info["t_test"] <= t_test + 1000
+    row = s.catalogue.set_index("item").loc[late]
+    assert not row["known_val"] and not row["known_test"]
+    hits = s.test[s.test["target"] == late]
+    assert len(hits) > 0 and hits["target_unreachable"].all() and not hits["target_cold"].any()
+    assert late not in set(s.train["item"]) and late not in set(s.train_full["item"])

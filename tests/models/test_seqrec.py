@@ -309,3 +309,56 @@ def test_id_dropout_only_in_training_and_no_draw_when_off():
         model("sasrec", "content", cfg=dataclasses.replace(CFG, id_dropout=0.3))
     with pytest.raises(ValueError, match="model.id_dropout"):
         dataclasses.replace(CFG, id_dropout=1.0).validate()
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce"])
+def test_items_unknown_at_the_training_cut_off_are_in_no_training_objective(loss):
+    """Issue 29: an item that does not exist yet is no negative: its row gets no gradient, and the full
+    softmax equals a brute-force cross-entropy over the known items only."""
+    known = np.ones(N_ITEMS + 1, bool)
+    known[0] = False
+    known[[25, 26, 27, 28, 29, 30]] = False  # arrive after the training cut-off
+    torch.manual_seed(0)
+    m = SeqRec("sasrec", "id", N_ITEMS, CFG, ItemFeatures(known=known)).train()
+    inp = torch.tensor([[1, 2, 3, 4, 0], [5, 6, 7, 0, 0]])
+    tgt = torch.tensor([[2, 3, 4, 5, 0], [6, 7, 8, 0, 0]])
+    torch.manual_seed(1)
+    value = m.loss(inp, tgt, loss, ce_chunk=2, negatives=64, ce_dtype="float32")
+    value.backward()
+    grad = m.items.table.weight.grad
+    assert grad[25:].abs().sum() == 0 and grad[9:25].abs().sum() > 0  # known non-targets are negatives
+    if loss == "ce":
+        with torch.no_grad():
+            e = m.items()
+            h = m.hidden(inp, e)[tgt > 0]
+            logits = h @ e[1:25].T  # the 24 known items
+            ref = torch.nn.functional.cross_entropy(logits, tgt[tgt > 0] - 1, reduction="sum")
+        assert value.item() == pytest.approx(ref.item(), rel=1e-5)
+    bad = torch.tensor([[1, 2, 0]]), torch.tensor([[2, 26, 0]])  # a target unknown at the cut-off
+    with pytest.raises(ValueError, match="not among the items known"):
+        m.loss(*bad, loss)
+
+
+def test_content_init_pca_is_fit_on_known_items_only():
+    emb = content(3)
+    known = np.r_[False, np.arange(1, N_ITEMS + 1) <= 20]
+    a = model_with(emb, known)
+    emb2 = emb.copy()
+    emb2[21:] = emb2[21:] * 50 + 7  # the future items' content changes wildly ...
+    b = model_with(emb2, known)
+    np.testing.assert_allclose(a[1:21], b[1:21], rtol=1e-5, atol=1e-6)  # ... the known items' rows do not
+
+
+def model_with(emb, known):
+    torch.manual_seed(0)
+    m = SeqRec("sasrec", "content_init", N_ITEMS, CFG, ItemFeatures(content=emb, known=known))
+    return m.items.table.weight.detach().numpy()
+
+
+def test_recommend_holds_only_candidates():
+    m = model("sasrec", "id")
+    cand = np.r_[False, np.arange(1, N_ITEMS + 1) % 3 == 0]  # 10 candidates
+    rows = pd.DataFrame({"user": [7, 8], "history": [[3, 6], [1, 2]]})
+    out = recommend(m, rows, top_k=5, progress=False, candidates=cand)
+    for items in out["items"]:
+        assert set(items) <= set(np.flatnonzero(cand)) and len(items) == 7
