@@ -10,6 +10,7 @@ import torch
 
 from _codes import load_codes
 from _common import load_section, setup_logging, stage_args
+from lib.catalogue import check, list_mask
 from lib.io import read_json, write_json
 from lib.sid.decoding_bench import DecodingConfig, benchmark
 from lib.sid.training import VOCAB_KEYS, SidModule, validation_subset
@@ -24,6 +25,7 @@ def main() -> None:
         "run-info": "the run's run.json: its family, tokenizer and protocol are checked",
         "codes-dir": "the run's tokenizer output: codes.npy (N+1, C) and meta.json",
         "val": "the split's val.parquet (user, history, target)",
+        "catalogue": "the split's catalogue.parquet: the validation lists' candidates (lib/catalogue.py)",
         "metrics": "output: the benchmark JSON",
     })
     cfg = load_section(args.params, "decoding", DecodingConfig)
@@ -44,7 +46,11 @@ def main() -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rows = validation_subset(pd.read_parquet(args.val), cfg.users, cfg.seed)
-    out = benchmark(module.model, vocab, SidTrie(vocab.codes, vocab.sizes), rows, module.cfg, cfg,
+    try:
+        known = list_mask(check(pd.read_parquet(args.catalogue), vocab.n_items, str(args.catalogue)), "val")
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    out = benchmark(module.model, vocab, SidTrie(vocab.codes, vocab.sizes, known), rows, module.cfg, cfg,
                     torch_device(cfg.device))
     write_json({"run": cfg.run, "split": "val", "seed": cfg.seed, **out}, args.metrics)
 

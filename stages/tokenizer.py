@@ -4,7 +4,9 @@ The config is params `rqvae` with `tokenizers.<name>.set` overridden; its `metho
 rqvae (TIGER's RQ-VAE), rqkmeans (residual k-means), random or lsh (TIGER's ablations), pq or opq
 ((optimised) product quantisation, RPG's long parallel IDs). Every method writes the same codes.npy /
 meta.json, so downstream stages never change; pq/opq add `parallel: true` to meta.json (unordered
-digits). The fit items are the training items of the split given by --split-dir (the entry's `protocol`).
+digits). The fit items are the training items of the split given by --split-dir (the entry's `protocol`),
+all known at the models' training cut-off by the split's catalogue.parquet (lib/catalogue.py), which also
+orders the collision level by arrival.
 """
 import io
 import resource
@@ -13,7 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _catalogue import load_catalogue
 from _common import checked, setup_logging, stage_args
+from lib.catalogue import arrival_order, training_mask
 from lib.io import atomic_path, read_json, write_csv, write_json, write_npy
 from lib.runs import TokenizerSpec, load_table_entry
 from lib.tokenizers import pq, rqkmeans, rqvae, simple
@@ -33,7 +37,8 @@ def main(argv=None) -> None:
     args = stage_args(__doc__, {
         "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
         "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
-        "split-dir": "split directory: train.parquet (train_full.parquet under refit) gives the fit items",
+        "split-dir": "split directory: train.parquet (train_full.parquet under refit) gives the fit items, "
+                     "catalogue.parquet the items known at the cut-off and their arrival order",
         "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
         "metrics": "output: metrics JSON",
         "plots-dir": "output: dvclive curves (rqvae: per epoch; rqkmeans: per level)",
@@ -45,12 +50,14 @@ def main(argv=None) -> None:
         emb_meta = read_json(args.embed_meta)
         emb = np.load(args.embeddings)
         check_embeddings(emb, emb_meta["n_items"], emb_meta.get("dim"))
+        cat = load_catalogue(args.split_dir, emb_meta["n_items"])
         # the models' training data: train, or train + validation period when they are refit on it
         refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
+        known = training_mask(cat, refit=refit_final)  # items known at the models' training cut-off
         fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
         train_items = (pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy()
                        if cfg.fit_items == "train" else None)
-        fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items)
+        fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items, known)
         if cfg.method in pq.METHODS:
             pq.check_fit(emb.shape[1], len(fit_ids), cfg)  # dim and fit-set size, before fitting anything
     except (OSError, ValueError, KeyError) as e:
@@ -65,7 +72,7 @@ def main(argv=None) -> None:
 
         raw, facts, state = TOKENIZERS[cfg.method](emb, fit_ids, cfg, on_step)
     codes, meta, diagnostics = semantic_ids(raw, [cfg.codebook_size] * cfg.levels, cfg.method,
-                                            parallel=cfg.method in pq.METHODS)
+                                            parallel=cfg.method in pq.METHODS, order=arrival_order(cat))
     meta |= {"name": args.name, "protocol": spec.protocol,
              "fit_items": cfg.fit_items, "fit_item_count": facts["fit_item_count"],
              "embeddings": {"model": emb_meta.get("model"), "dim": int(emb.shape[1])}}
@@ -76,7 +83,8 @@ def main(argv=None) -> None:
     with atomic_path(args.out_dir / "model.pt") as tmp:
         tmp.write_bytes(buffer.getvalue())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    write_json({"method": cfg.method, "protocol": spec.protocol, "levels": cfg.levels, **facts, **diagnostics,
+    write_json({"method": cfg.method, "protocol": spec.protocol, "levels": cfg.levels, **facts,
+                "known_items": int(known.sum()), **diagnostics,
                 "n_items": meta["n_items"], "vocab_size": meta["vocab_size"], "peak_memory_mb": round(peak, 1)},
                args.metrics)
     write_csv(code_usage(codes, cfg.levels), args.plots_dir / "code_usage.csv")

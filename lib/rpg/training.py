@@ -2,8 +2,12 @@
 
 Validation scores every item exactly as test does (RPG.score_last, top items, seen items removed
 like the evaluator: lib/models/validation.py, shared with SeqRec), on all validation users: scoring
-is m gathers per user, so it is cheap. The learning rate warms up linearly and decays along a cosine
-to 0 at max_epochs (the paper's schedule).
+is m gathers per user, so it is cheap; only the validation lists' catalogue is ranked (lib/catalogue.py).
+The learning rate warms up linearly and decays along a cosine to 0 at max_epochs (the paper's schedule).
+
+Training spans codes, never items: the loss is one cross-entropy per digit over that digit's K codes,
+against the targets' digits only, so an item unknown at the training cut-off is neither a negative nor
+part of any normaliser (tests/rpg: the loss does not depend on such an item's digits).
 """
 from __future__ import annotations
 
@@ -105,11 +109,14 @@ def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.Dat
 
 
 def fit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame, val: pd.DataFrame,
-        ckpt_dir: str, logger=None, progress: bool = True, centroids: np.ndarray | None = None
-        ) -> tuple[RPGModule, dict]:
-    """Train with early stopping on validation NDCG@10; return the best module and training facts."""
+        ckpt_dir: str, logger=None, progress: bool = True, centroids: np.ndarray | None = None,
+        val_candidates: np.ndarray | None = None) -> tuple[RPGModule, dict]:
+    """Train with early stopping on validation NDCG@10; return the best module and training facts.
+
+    val_candidates (N+1,) bool: the validation lists' catalogue (items known at T_val); None = every item.
+    """
     module, loader, seqs = _module(cfg, codes, codebook_size, train, centroids)
-    val_loader = module.validation_loader(val, cfg.model.max_len, cfg.train.num_workers)
+    val_loader = module.validation_loader(val, cfg.model.max_len, cfg.train.num_workers, candidates=val_candidates)
     log.info("rpg: %d training sequences, %d validation users, %d items x %d digits of %d codes",
              len(seqs), len(val), module.model.n_items, module.model.n_digits, codebook_size)
     best_path, facts = fit_early_stopping(module, loader, val_loader, cfg.train, ckpt_dir, logger, progress)

@@ -60,9 +60,10 @@ class DecodeConfig:
     beam_width: int = 100  # beams = distinct items returned per user; must be >= top_k
     batch_size: int = 16  # users decoded together (cache memory ~ batch x beams x tokens)
     exclude_seen: bool = True  # never generate an item of the user's input
-    cold_every: int = 0  # TIGER's cold-start rule: every n-th rank holds an unseen-in-training item; 0 = off
+    # TIGER's cold-start rule, a list-injection rule (an analysis, never a leaderboard model; run.json `rules`):
+    # every n-th rank holds an item of the list's knowable cold pool (lib/cold.py); 0 = off
+    cold_every: int = 0
     cold_prefix: int = 2  # ... one sharing its first this-many codes with a generated item, in beam order
-    cold_pool: Literal["untrained", "known_at_test"] = "untrained"  # the rule's candidates (lib/cold.py)
 
     def validate(self) -> None:
         if self.beam_width < 1 or self.batch_size < 1:

@@ -24,7 +24,8 @@ class SidSequenceDataset(Dataset):
 
     `node_of` (SidTrie.node_of: depth d -> (N+1,) trie node of each item's d-code prefix) gives,
     for each target code, the node whose children are the allowed codes (trie_softmax); without
-    it the node tensor is all -1.
+    it the node tensor is all -1. Every item of a sequence is a target, so each must be in the
+    trie's catalogue (the items known at the training cut-off): one outside it is an error.
     """
 
     def __init__(self, users: np.ndarray, seqs: list[np.ndarray], vocab: SidVocab,
@@ -37,6 +38,11 @@ class SidSequenceDataset(Dataset):
             self.nodes = [np.full(len(t), -1, dtype=np.int64) for t in self.seqs]
         else:
             depth = np.stack(node_of[: self.n_levels], axis=1)  # (N+1, C): node of the prefix before code j
+            items = np.unique(np.concatenate(seqs)) if seqs else np.zeros(0, dtype=np.int64)
+            outside = items[node_of[0][items] < 0]
+            if len(outside):
+                raise ValueError(f"{len(outside)} training item(s) outside the training catalogue (the trie), "
+                                 f"e.g. {outside[:5].tolist()}: the split's catalogue and its training data disagree")
             self.nodes = [np.concatenate([pad, depth[s].reshape(-1)]) for s in seqs]
 
     def __len__(self) -> int:

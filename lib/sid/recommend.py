@@ -5,11 +5,17 @@ search, and the beams become a ranked list of distinct items. With `decode.exclu
 the search never produces an item of the user's history, so the list holds beam_width unseen
 items; the evaluator's own seen filtering is then a no-op.
 
+The trie passed in is the list's catalogue (lib/catalogue.py: the items known at its cut-off), so a
+list never holds an item unknown at that cut-off; an item known then but after the model's training
+cut-off is generated through its codes, like any other.
+
 Cold items (no training interaction) are never training targets, so the generator almost never
 ranks them high. TIGER's answer (Rajput et al. 2023, cold-start section) is applied when
 `decode.cold_every` > 0: every n-th rank of the list is given to a cold item whose first
 `cold_prefix` codes equal those of a generated item, taken in beam order, so the content
-hierarchy of the Semantic IDs decides which new items are shown.
+hierarchy of the Semantic IDs decides which new items are shown. It is a list-injection rule
+(issue 29: an analysis, never a leaderboard model); its candidates are the list's knowable cold pool
+(lib/cold.knowable_pool), and only items of the search's trie are ever injected.
 """
 from __future__ import annotations
 
@@ -71,13 +77,23 @@ def mix_cold(items: np.ndarray, history, index: dict, codes: np.ndarray, prefix:
     return np.array(out, dtype=np.int64)
 
 
+def rule_candidates(cold_items: np.ndarray, trie: SidTrie) -> np.ndarray:
+    """Cold-start rule candidates (item ids, or a (N+1,) bool mask) -> sorted ids of those in the trie's catalogue."""
+    cold = np.asarray(cold_items)
+    ids = np.flatnonzero(cold) if cold.dtype == bool else cold.astype(np.int64)
+    ids = ids[(ids >= 1) & (ids < len(trie.items))]
+    return np.unique(ids[trie.items[ids]])
+
+
 @torch.no_grad()
 def decode_users(model: SidGPT2, vocab: SidVocab, trie: SidTrie, users: np.ndarray, histories: list,
                  cfg: GPT2SidConfig, device: torch.device | str = "cpu", progress: bool = False,
                  cold_items: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """-> (per user its ranked distinct items, codes (U, W, C) of every beam, -1 for empty beams).
 
-    cold_items: the items without training interaction, for `decode.cold_every`.
+    trie: the list's catalogue (SidTrie items); the search returns only its items.
+    cold_items: the cold-start rule's candidates (`decode.cold_every`): item ids, or a (N+1,) bool mask
+    such as lib/cold.knowable_pool; those outside the trie's catalogue are dropped.
     """
     model.eval().to(device)
     trie.to(device)
@@ -102,9 +118,10 @@ def decode_users(model: SidGPT2, vocab: SidVocab, trie: SidTrie, users: np.ndarr
             out[i] = items[j][ok]
             codes[i, : ok.sum()] = c[j][ok]
     d = cfg.decode
-    if d.cold_every and cold_items is not None and len(cold_items):
+    cold = rule_candidates(cold_items, trie) if d.cold_every and cold_items is not None else np.zeros(0, np.int64)
+    if len(cold):
         prefix = min(d.cold_prefix, vocab.n_levels)
-        index = cold_index(vocab.codes, cold_items, prefix)
+        index = cold_index(vocab.codes, cold, prefix)
         out = [mix_cold(o, h, index, vocab.codes, prefix, d.cold_every, width)
                for o, h in zip(out, histories, strict=True)]
     return out, codes
@@ -120,15 +137,17 @@ def recommend(model: SidGPT2, vocab: SidVocab, trie: SidTrie, rows: pd.DataFrame
     return pd.DataFrame({"user": users, "items": [i[: cfg.top_k] for i in items]}), codes
 
 
-def invalid_rate(codes: np.ndarray, vocab: SidVocab) -> float:
-    """Fraction of generated code tuples (codes (U, W, C), rows of -1 = empty beam) that name no item.
+def invalid_rate(codes: np.ndarray, vocab: SidVocab, candidates: np.ndarray | None = None) -> float:
+    """Fraction of generated code tuples (codes (U, W, C), rows of -1 = empty beam) that name no item
+    of the list's catalogue (candidates (N+1,) bool; None = every item).
 
     Checked against the codes table itself, not the trie that constrained the search.
     """
     gen = codes.reshape(-1, codes.shape[-1])
     gen = gen[(gen >= 0).all(axis=1)]
     radix = np.cumprod(np.r_[1, vocab.sizes[:-1]])
-    known = vocab.codes[1:] @ radix
+    rows = vocab.codes[1:] if candidates is None else vocab.codes[1:][np.asarray(candidates, dtype=bool)[1:]]
+    known = rows @ radix
     return float(np.mean(~np.isin(gen @ radix, known))) if len(gen) else 0.0
 
 

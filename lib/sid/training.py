@@ -3,6 +3,10 @@
 Validation runs the very beam search used on test (same width, same seen-item exclusion) on
 a fixed random subset of validation users, so the model is selected for generation, not
 for next-token loss (an earlier implementation of this study validated on token scores).
+
+Two catalogues (lib/catalogue.py, issue 29): the training trie holds the items known at the training
+cut-off (its trie-restricted softmax never spends mass on, nor learns against, an item that did not
+exist yet), the validation trie the items known at the validation lists' cut-off.
 """
 from __future__ import annotations
 
@@ -46,15 +50,17 @@ class SidModule(L.LightningModule):
         self.val_ndcg = MeanMetric()
         self.targets_per_batch = 1.0  # set by `fit`
         self.vocab: SidVocab | None = None  # set by `fit`: the generator reads codes, the trie masks them
-        self.trie: SidTrie | None = None
+        self.trie: SidTrie | None = None  # the training catalogue's trie (trie_softmax)
+        self.val_trie: SidTrie | None = None  # the validation lists' catalogue: the search's trie
         self.val_rows: pd.DataFrame | None = None
-        self.cold_items: np.ndarray | None = None  # items without training interaction (decode.cold_every)
+        self.cold_items: np.ndarray | None = None  # (N+1,) bool: validation's cold-rule pool (decode.cold_every)
 
     def on_fit_start(self):
-        # The trie is plain tensors shared with decoding outside Lightning, not buffers, so moving the
-        # module leaves it behind; training_step indexes it with on-device node ids (trie_softmax).
-        if self.trie is not None:
-            self.trie.to(self.device)
+        # The tries are plain tensors shared with decoding outside Lightning, not buffers, so moving the
+        # module leaves them behind; training_step indexes one with on-device node ids (trie_softmax).
+        for trie in (self.trie, self.val_trie):
+            if trie is not None:
+                trie.to(self.device)
 
     def training_step(self, batch, _):
         inp, tgt, col, node = batch
@@ -67,7 +73,7 @@ class SidModule(L.LightningModule):
     def validation_step(self, rows, _):
         v = self.val_rows.iloc[rows.cpu().numpy() if torch.is_tensor(rows) else rows]
         hist = list(v["history"])
-        items, _ = decode_users(self.model, self.vocab, self.trie, v["user"].to_numpy(), hist, self.cfg,
+        items, _ = decode_users(self.model, self.vocab, self.val_trie, v["user"].to_numpy(), hist, self.cfg,
                                 self.device, cold_items=self.cold_items)
         ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
         self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
@@ -80,11 +86,6 @@ class SidModule(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
 
 
-def cold_items(train: pd.DataFrame, n_items: int) -> np.ndarray:
-    """Items 1..N with no interaction in the training data: the generator never saw them as targets."""
-    return np.setdiff1d(np.arange(1, n_items + 1), train["item"].to_numpy())
-
-
 def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """A fixed random subset of n validation users (all when n = 0 or n >= len)."""
     if not n or n >= len(val):
@@ -94,16 +95,17 @@ def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 
 def _module(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame,
-            cold: np.ndarray | None) -> tuple[SidModule, DataLoader, list]:
-    """A fresh seeded module with its trie and cold items, and the loader of `train`'s sequences."""
+            catalogue: np.ndarray | None) -> tuple[SidModule, DataLoader, list]:
+    """A fresh seeded module with the trie of its training catalogue ((N+1,) bool, None = every item),
+    and the loader of `train`'s sequences."""
     tc = cfg.train
     L.seed_everything(tc.seed, workers=True, verbose=False)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     module = SidModule({k: meta[k] for k in VOCAB_KEYS}, asdict(cfg.model), asdict(tc), asdict(cfg.decode),
                        cfg.top_k)
-    module.vocab, module.trie = vocab, SidTrie(vocab.codes, vocab.sizes)
-    module.cold_items = cold_items(train, vocab.n_items) if cold is None else np.asarray(cold, dtype=np.int64)
+    module.vocab, module.trie = vocab, SidTrie(vocab.codes, vocab.sizes, catalogue)
+    module.val_trie = module.trie
     users, seqs = user_sequences(train, cfg.model.max_len)
     ds = SidSequenceDataset(users, seqs, vocab, module.trie.node_of)
     sampler = LengthBucketSampler(ds.lengths(), tc.batch_size, tc.seed, tc.length_pool)
@@ -113,41 +115,55 @@ def _module(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame
 
 
 def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, val: pd.DataFrame, ckpt_dir: str,
-        logger=None, progress: bool = True, cold: np.ndarray | None = None) -> tuple[SidModule, dict]:
+        logger=None, progress: bool = True, cold: np.ndarray | None = None, catalogue: np.ndarray | None = None,
+        val_candidates: np.ndarray | None = None) -> tuple[SidModule, dict]:
     """Train with early stopping on beam-search NDCG@10; return the best module and training facts.
 
-    cold: the cold-start rule's candidate items (decode.cold_every); default: the items without an
-    interaction in `train`.
+    catalogue (N+1,) bool: the items known at the training cut-off, the training trie (trie_softmax);
+    val_candidates (N+1,) bool: the validation lists' catalogue, the search's trie (default: catalogue);
+    None = every item (leave-one-out). cold: the cold-start rule's candidates (decode.cold_every), item
+    ids or a mask; default: the knowable pool, the validation catalogue's items without an interaction
+    in `train` (lib/cold.knowable_pool).
     """
     tc = cfg.train
-    module, train_loader, seqs = _module(cfg, vocab, meta, train, cold)
+    module, train_loader, seqs = _module(cfg, vocab, meta, train, catalogue)
     trie = module.trie
+    if val_candidates is not None:
+        module.val_trie = SidTrie(vocab.codes, vocab.sizes, val_candidates)
+    if cold is None:  # the knowable pool (as lib/cold.knowable_pool): validation candidates never trained on
+        cold = module.val_trie.items.copy()
+        cold[train["item"].unique()] = False
+    module.cold_items = np.asarray(cold)
     module.val_rows = validation_subset(val, tc.val_users, tc.seed)
     n_targets = sum(len(s) * vocab.n_levels for s in seqs)
     lengths = np.array([min(len(h), cfg.model.max_len) for h in module.val_rows["history"]])
     val_loader = DataLoader(length_batches(lengths, cfg.decode.batch_size), batch_size=None)
-    log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users decoded, vocab %d",
-             len(seqs), n_targets, len(module.val_rows), vocab.vocab_size)
+    log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users decoded, vocab %d; "
+             "catalogue %d items in training, %d in validation lists", len(seqs), n_targets, len(module.val_rows),
+             vocab.vocab_size, int(trie.items.sum()), int(module.val_trie.items.sum()))
     best_path, facts = fit_early_stopping(module, train_loader, val_loader, tc, ckpt_dir, logger, progress)
     module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
     facts |= {
         "train_sequences": len(seqs),
         "val_users_decoded": len(module.val_rows),
+        "catalogue_train_items": int(trie.items.sum()),
         "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
     trie.to("cpu")  # with the module: the caller picks the decoding device
+    module.val_trie.to("cpu")
     return module.cpu(), facts
 
 
 def refit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train_full: pd.DataFrame, epochs: int,
-          cold: np.ndarray | None = None, progress: bool = True) -> SidModule:
+          progress: bool = True, catalogue: np.ndarray | None = None) -> SidModule:
     """Retrain from scratch on train + validation period for the epoch count chosen on validation.
 
     Used with split.retrain_on_validation, as lib.models.training.refit: validation targets are in
-    the training data now, so nothing is validated and the last epoch is the model.
+    the training data now, so nothing is validated and the last epoch is the model. catalogue (N+1,)
+    bool: the items known at the refit's cut-off (T_test), its training trie; None = every item.
     """
     tc = cfg.train
-    module, loader, _ = _module(cfg, vocab, meta, train_full, cold)
+    module, loader, _ = _module(cfg, vocab, meta, train_full, catalogue)
     trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
                         deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
                         enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)

@@ -3,7 +3,10 @@
 A tokenizer (RQ-VAE, residual k-means, random codes, LSH, PQ or OPQ) maps item i to raw codes
 (L,), code c of level l in [0, sizes[l]). Items may share all L codes (identical or near-identical
 content); as in TIGER (Rajput et al. 2023, §3.1) and GRID, one extra level numbers the items of
-each such group 0, 1, 2, ... in item id order, so every full ID is unique.
+each such group 0, 1, 2, ... so every full ID is unique. The numbering follows arrival order
+(lib/catalogue.arrival_order: first interaction, then id) when the stage gives it, so a known item's
+ID never depends on items that arrive later; item ids follow asin order, which tracks product age, so
+id order would let a later item take a smaller number than an earlier one.
 
 The generator sees a tokenizer only through what `semantic_ids` returns (written by the stage):
   codes (N+1, L+1) int64: row i = item i's Semantic ID, row 0 = -1 (padding has no codes);
@@ -42,15 +45,25 @@ def check_embeddings(emb: np.ndarray, n_items: int, dim: int | None = None) -> N
 
 
 def fit_item_ids(n_items: int, fit_items: Literal["train", "all"],
-                 train_items: np.ndarray | None = None) -> np.ndarray:
+                 train_items: np.ndarray | None = None, known: np.ndarray | None = None) -> np.ndarray:
     """Item ids (sorted, unique) a tokenizer is fitted on; every item 1..N is encoded either way.
 
     train: the items with at least one training interaction (`train_items`: their ids, repeats allowed),
-    so the codebooks never see content first seen in the validation/test period. all: items 1..N.
+    so the codebooks never see content first seen in the validation/test period. all: items 1..N, only
+    when every one is known at the training cut-off (`known` (N+1,) bool, lib/catalogue.training_mask;
+    None = every item, as leave-one-out's whole catalogue); under a temporal split it is an error, as it
+    would fit on items that did not exist yet. Training items outside `known` are an error (split and
+    catalogue disagree).
     """
+    if known is not None:
+        known = np.asarray(known, dtype=bool)
+        if known.shape != (n_items + 1,):
+            raise ValueError(f"catalogue: {known.shape[0]} flags for {n_items} items (+ padding row 0)")
     if fit_items == "all":
-        log.warning("fit_items=all: the tokenizer is fitted on all %d items, including items first seen "
-                    "in the validation/test period", n_items)
+        unknown = 0 if known is None else int((~known[1:]).sum())
+        if unknown:
+            raise ValueError(f"fit_items=all would fit the tokenizer on {unknown} of {n_items} items unknown at the "
+                             "training cut-off (first seen after it: the future); use fit_items: train")
         return np.arange(1, n_items + 1, dtype=np.int64)
     if train_items is None:
         raise ValueError("fit_items=train needs the training interactions' item ids")
@@ -59,25 +72,35 @@ def fit_item_ids(n_items: int, fit_items: Literal["train", "all"],
         raise ValueError("fit_items=train: the training split has no items")
     if ids[0] < 1 or ids[-1] > n_items:
         raise ValueError(f"training item ids span {ids[0]}..{ids[-1]}, outside the catalogue 1..{n_items}")
+    if known is not None and not known[ids].all():
+        raise ValueError(f"{int((~known[ids]).sum())} training items are unknown at the training cut-off in the "
+                         "catalogue: the split's catalogue and its training data disagree")
     log.info("fit_items=train: fitting on %d of %d items (%d cold items are only encoded)",
              len(ids), n_items, n_items - len(ids))
     return ids
 
 
-def collision_level(raw: np.ndarray) -> np.ndarray:
-    """(N, L) raw codes -> (N,) rank of each item within its group of equal code tuples (0 = first).
+def collision_level(raw: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """(N, L) raw codes of items 1..N -> (N,) rank of each item within its group of equal code tuples (0 = first).
 
-    Ranks follow row order (= item id order), so they are deterministic and an item that shares its
+    Ranks follow `order` ((N,) the item ids 1..N, first = earliest: lib/catalogue.arrival_order), so an
+    item's rank depends only on the items before it; None = item id order. An item that shares its
     codes with no other item gets 0.
     """
     _, group = np.unique(raw, axis=0, return_inverse=True)
     group = group.reshape(-1)
-    order = np.argsort(group, kind="stable")  # rows grouped, item id order within a group
-    sorted_group = group[order]
+    position = np.arange(len(group))  # (N,) each row's place in the order
+    if order is not None:
+        order = np.asarray(order, dtype=np.int64)
+        if not np.array_equal(np.sort(order), np.arange(1, len(group) + 1)):
+            raise ValueError(f"collision order must hold each item id 1..{len(group)} once")
+        position[order - 1] = np.arange(len(group))
+    rows = np.lexsort((position, group))  # rows grouped, in the given order within a group
+    sorted_group = group[rows]
     starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
     first = np.repeat(starts, np.diff(np.r_[starts, len(group)]))  # (N,) group start in sorted order
     rank = np.empty(len(group), dtype=np.int64)
-    rank[order] = np.arange(len(group)) - first
+    rank[rows] = np.arange(len(group)) - first
     return rank
 
 
@@ -115,15 +138,16 @@ def collision_stats(raw: np.ndarray) -> dict:
             "unique_prefixes": len(counts)}
 
 
-def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str,
-                 parallel: bool = False) -> tuple[np.ndarray, dict, dict]:
+def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str, parallel: bool = False,
+                 order: np.ndarray | None = None) -> tuple[np.ndarray, dict, dict]:
     """A tokenizer's raw codes of items 1..N as unique Semantic IDs.
 
-    raw: (N, L) ints, column l in [0, sizes[l]). Returns
+    raw: (N, L) ints, column l in [0, sizes[l]); order: (N,) item ids in arrival order, numbering each
+    collision group (`collision_level`; None = item id order). Returns
       codes (N+1, L+1) int64: row 0 = -1, last column = collision level (`collision_level`);
       meta: method, levels (L), n_levels (L+1), codebook_sizes (L+1; the last = largest group, >= 1),
-        special_tokens, token_offsets, vocab_size, n_items, and `parallel: true` if `parallel`
-        (unordered digits; the key is left out otherwise, so the other methods' meta.json is unchanged);
+        special_tokens, token_offsets, vocab_size, n_items, collision_order ("arrival" | "item_id"), and
+        `parallel: true` if `parallel` (unordered digits; the key is left out otherwise);
       diagnostics: `level_stats` of the L levels and `collision_stats`.
     """
     raw = np.asarray(raw, dtype=np.int64)
@@ -131,7 +155,7 @@ def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str,
         raise ValueError(f"raw codes have shape {raw.shape}; expected (n_items, {len(sizes)})")
     if raw.min() < 0 or np.any(raw.max(axis=0) >= np.asarray(sizes)):
         raise ValueError(f"raw codes fall outside [0, size) for sizes {list(sizes)}")
-    extra = collision_level(raw)
+    extra = collision_level(raw, order)
     codes = np.full((len(raw) + 1, raw.shape[1] + 1), PAD_CODE, dtype=np.int64)
     codes[1:, :-1] = raw
     codes[1:, -1] = extra
@@ -139,7 +163,8 @@ def semantic_ids(raw: np.ndarray, sizes: Sequence[int], method: str,
     offsets, vocab = token_layout(all_sizes)
     meta = {"method": method, "levels": len(sizes), "n_levels": len(all_sizes), "codebook_sizes": all_sizes,
             "special_tokens": dict(SPECIAL_TOKENS), "token_offsets": offsets, "vocab_size": vocab,
-            "n_items": len(raw), "rows": "row i = item id i; row 0 = padding (all -1); last column = collision level"}
+            "n_items": len(raw), "rows": "row i = item id i; row 0 = padding (all -1); last column = collision level",
+            "collision_order": "item_id" if order is None else "arrival"}
     if parallel:
         meta["parallel"] = True
     diagnostics = {**level_stats(raw, sizes), **collision_stats(raw)}

@@ -56,7 +56,9 @@ class RQVAEConfig:
     weight_decay: float = 0.0  # AdamW (decoupled; also shrinks the codebooks when > 0)
     batch_size: int = 1024  # items per step
     epochs: int = 100  # passes over the fit items, warm-up included
-    fit_items: Literal["train", "all"] = "train"  # train = items with a training interaction; all = every item
+    # train = items with a training interaction; all = every item, an error unless every item is known at the
+    # training cut-off (leave-one-out): under a temporal split it would fit on items that did not exist yet
+    fit_items: Literal["train", "all"] = "train"
     seed: int = 42  # torch init, shuffling, k-means and dead-code re-seeding
     device: str = "auto"  # auto = cuda if available else cpu; or any torch device string
     threads: int = 0  # CPU threads for torch; 0 = torch's default (identical codes need the same count)

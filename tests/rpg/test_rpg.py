@@ -11,9 +11,11 @@ import pytest
 import torch
 import yaml
 
+from lib.catalogue import list_mask
 from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
 from lib.rpg.model import RPG, digit_tokens
 from lib.rpg.training import RPGModule, fit, lr_factor
+from tests.conftest import write_catalogue
 from tests.models.test_training import N_ITEMS as CYCLE_ITEMS
 from tests.models.test_training import tiny_split
 
@@ -187,11 +189,17 @@ PARAMS = {"rpg": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 
 
 
 def _stage(tmp: Path, refit: bool = False, protocol: str = "gts", params: dict | None = None,
-           centroids: np.ndarray | None = None) -> subprocess.CompletedProcess:
+           centroids: np.ndarray | None = None, new=(), late=(), untrained=(N_ITEMS,),
+           no_catalogue: bool = False) -> subprocess.CompletedProcess:
+    """The stage on tiny_split without the `untrained` items in train (default: the last item, cold: scored
+    through its digits only); the catalogue knows every item but `new` (first seen between T_val and
+    T_test) and `late` (after T_test)."""
     train, val = tiny_split()
-    train = train[train["item"] != N_ITEMS]  # the last item is cold: scored through its digits only
+    train = train[~train["item"].isin(untrained)]
     split = tmp / "split"
     split.mkdir()
+    if not no_catalogue:
+        write_catalogue(split, N_ITEMS, late=late, new=new)
     train.to_parquet(split / "train.parquet")
     full = pd.concat([train, pd.DataFrame({"user": val["user"], "item": val["target"], "timestamp": 5})])
     full.sort_values(["user", "timestamp"]).to_parquet(split / "train_full.parquet")
@@ -252,3 +260,51 @@ def test_stage_refit_and_protocol_check(tmp_path):
     (tmp_path / "b").mkdir()
     p = _stage(tmp_path / "b", protocol="loo")
     assert p.returncode != 0 and "fit under protocol 'loo'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_stage_lists_hold_only_items_known_at_their_cut_off(tmp_path):
+    """Item 19 first appears after T_val, item 20 after T_test; neither is trained on. With lists as long as
+    the catalogue, test lists hold every item known at T_test (19 through its digits) and never 20;
+    validation lists neither."""
+    params = json.loads(json.dumps(PARAMS))
+    params["rpg"]["top_k"] = N_ITEMS
+    p = _stage(tmp_path, params=params, new=(19,), late=(20,), untrained=(19, 20))
+    assert p.returncode == 0, p.stderr[-3000:]
+    for split, known in (("val", set(range(1, 19))), ("test", set(range(1, 20)))):
+        for items in pd.read_parquet(tmp_path / f"recs/{split}.parquet")["items"]:
+            assert set(items.tolist()) == known  # every candidate, nothing else
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert (m["val/catalogue_items"], m["test/catalogue_items"]) == (18, 19)
+    assert json.loads((tmp_path / "run.json").read_text())["rules"] == []
+
+
+def test_stage_names_a_missing_catalogue(tmp_path):
+    p = _stage(tmp_path, no_catalogue=True)  # the split directory of an older split stage
+    assert p.returncode != 0 and "catalogue.parquet" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_validation_ranks_only_the_validation_catalogue(tmp_path):
+    train, val = tiny_split()
+    cand = list_mask(pd.read_parquet(write_catalogue(tmp_path, N_ITEMS, late=(20,), new=(19,))), "val")
+    module, _ = fit(cfg(max_epochs=1), parallel_codes(), K, train, val, str(tmp_path / "ck"), progress=False,
+                    val_candidates=cand)
+    assert module.val_candidates is cand  # lib/models/validation.py ranks only these
+
+
+def test_training_loss_never_spans_an_unknown_item():
+    """Per-digit cross-entropy over codes, against the targets' digits: an item that is no target (unknown at
+    the training cut-off) is no negative either, so its digits do not change the loss or its gradient."""
+    inp = torch.tensor([[1, 2, 3, 0], [5, 6, 7, 8]])
+    tgt = torch.tensor([[2, 3, 4, 0], [6, 7, 8, 9]])
+    codes = parallel_codes()
+    other = codes.copy()
+    other[N_ITEMS] = (codes[N_ITEMS] + 1) % K  # the unknown item's digits, changed
+    grads = []
+    for c in (codes, other):
+        torch.manual_seed(0)
+        m = RPG(c, K, small())
+        loss = m.loss(inp, tgt)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in m.parameters() if p.grad is not None]))
+    assert grads[0][0] == grads[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1], strict=True))

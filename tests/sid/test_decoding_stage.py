@@ -10,6 +10,7 @@ import yaml
 
 from lib.sid.training import fit
 from lib.sid.vocab import SidVocab
+from tests.conftest import write_catalogue
 from tests.sid.conftest import N_ITEMS, cycle_split, sid_codes
 from tests.sid.test_generation import config
 
@@ -30,6 +31,7 @@ def inputs(tmp_path_factory):
     np.save(tmp / "codes/codes.npy", codes)
     (tmp / "codes/meta.json").write_text(json.dumps({**meta, "name": "t", "protocol": "gts"}))
     val.to_parquet(tmp / "val.parquet")
+    write_catalogue(tmp, N_ITEMS)
     (tmp / "run.json").write_text(json.dumps({"name": "tiny", "family": "generators", "tokenizer": "t",
                                               "protocol": "gts"}))
     return tmp
@@ -39,7 +41,7 @@ def run_stage(tmp: Path, params: dict, run_info: str = "run.json") -> subprocess
     (tmp / "params.yaml").write_text(yaml.safe_dump({"decoding": params}))
     args = [sys.executable, str(ROOT / "stages/decoding.py"), "--model", str(tmp / "ck/best.ckpt"),
             "--run-info", str(tmp / run_info), "--codes-dir", str(tmp / "codes"), "--val", str(tmp / "val.parquet"),
-            "--metrics", str(tmp / "decoding.json"), "--params", str(tmp / "params.yaml")]
+            "--catalogue", str(tmp / "catalogue.parquet"), "--metrics", str(tmp / "decoding.json"), "--params", str(tmp / "params.yaml")]
     return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp)
 
 
@@ -70,7 +72,7 @@ def test_stage_refuses_codes_the_checkpoint_was_not_trained_on(inputs, tmp_path)
     np.save(tmp_path / "codes/codes.npy", codes)
     meta = {**meta, "vocab_size": meta["vocab_size"] + 1, "protocol": "gts"}
     (tmp_path / "codes/meta.json").write_text(json.dumps(meta))
-    for f in ("run.json", "val.parquet"):
+    for f in ("run.json", "val.parquet", "catalogue.parquet"):
         (tmp_path / f).write_bytes((inputs / f).read_bytes())
     (tmp_path / "ck").symlink_to(inputs / "ck")
     p = run_stage(tmp_path, DECODING)

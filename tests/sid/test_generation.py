@@ -178,11 +178,10 @@ def test_config_checks_beam_width():
 
 
 def test_mix_cold_puts_prefix_matched_cold_items_at_every_nth_rank(sid_world):
+    from lib.cold import untrained
     from lib.sid.recommend import cold_index, mix_cold
-    from lib.sid.training import cold_items
     codes, _ = sid_world
-    import pandas as pd
-    cold = cold_items(pd.DataFrame({"item": [1, 2, 3, 7, 8, 9, 13]}), N_ITEMS)
+    cold = np.flatnonzero(untrained(N_ITEMS, np.array([1, 2, 3, 7, 8, 9, 13])))
     assert 4 in cold and 1 not in cold and len(cold) == N_ITEMS - 7
     index = cold_index(codes, cold, prefix=2)
     # item 1 = (0, 0, .): cold item 4 shares (0, 0); item 7 = (1, 0, .): cold 10 shares (1, 0)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tests.conftest import write_catalogue
 from tests.sid.conftest import N_ITEMS, cycle_split, sid_codes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,9 +30,12 @@ def run_stage(tmp: Path, codes_dir: Path) -> subprocess.CompletedProcess:
 
 
 def write_inputs(tmp: Path, train: pd.DataFrame, val: pd.DataFrame, params: dict = PARAMS,
-                 train_full: pd.DataFrame | None = None, refit: bool = False) -> None:
-    """A split directory (test rows = validation rows), the synthetic codes and params.yaml under `tmp`."""
+                 train_full: pd.DataFrame | None = None, refit: bool = False, new=(), late=()) -> None:
+    """A split directory (test rows = validation rows), the synthetic codes and params.yaml under `tmp`;
+    the catalogue knows every item at both cut-offs but `new` (first seen between T_val and T_test) and
+    `late` (after T_test)."""
     (tmp / "split").mkdir()
+    write_catalogue(tmp / "split", N_ITEMS, late=late, new=new)
     train.to_parquet(tmp / "split/train.parquet")
     (train if train_full is None else train_full).to_parquet(tmp / "split/train_full.parquet")
     val.to_parquet(tmp / "split/val.parquet")
@@ -62,7 +66,8 @@ def test_stage_writes_lists_checkpoint_and_sid_metrics(tmp_path):
     assert m["method"] == "synthetic" and m["tokenizer"] == "t" and m["vocab_size"] == meta["vocab_size"] + 4
     run = json.loads((tmp_path / "run.json").read_text())
     assert (run["family"], run["representation"], run["tokenizer"]) == ("generators", "sid", "t")
-    assert run["n_levels"] == m["n_levels"] > 0
+    assert run["n_levels"] == m["n_levels"] > 0 and run["rules"] == []  # no list-injection rule by default
+    assert m["val/catalogue_items"] == m["test/catalogue_items"] == N_ITEMS
     assert (tmp_path / "model/model.ckpt").is_file()
 
 
@@ -73,6 +78,17 @@ def test_stage_names_a_missing_codes_file(tmp_path):
     (tmp_path / "codes/meta.json").write_text(json.dumps(meta))
     p = run_stage(tmp_path, tmp_path / "codes")
     assert p.returncode != 0 and "codes.npy" in p.stderr
+
+
+def test_stage_names_a_missing_or_bad_catalogue(tmp_path):
+    train, val = cycle_split(n_users=10)
+    write_inputs(tmp_path, train, val)
+    (tmp_path / "split/catalogue.parquet").unlink()
+    p = run_stage(tmp_path, tmp_path / "codes")
+    assert p.returncode != 0 and "catalogue.parquet" in p.stderr and "Traceback" not in p.stderr
+    write_catalogue(tmp_path / "split", N_ITEMS - 1)  # one item short of the codes
+    p = run_stage(tmp_path, tmp_path / "codes")
+    assert p.returncode != 0 and "catalogue.parquet" in p.stderr and f"has {N_ITEMS}" in p.stderr
 
 
 def _lists(tmp: Path, split: str) -> list[list[int]]:
@@ -98,20 +114,31 @@ def test_refit_split_takes_validation_lists_from_the_chosen_model_and_test_lists
     assert "refit_seconds" not in json.loads((plain / "metrics.json").read_text())
 
 
-def test_cold_rule_draws_from_the_configured_pool(tmp_path):
+def test_lists_hold_only_items_known_at_their_cut_off_and_the_cold_rule_only_knowable_ones(tmp_path):
+    """Items 19-21 first appear after T_val, 22-24 after T_test: none is trained on; 19-21 are generated
+    through their codes in test lists only, 22-24 never. The cold rule (an analysis) is recorded in run.json."""
     train, val = cycle_split(n_users=30)
-    train = train[train["item"] < 19]  # 19..24 untrained
+    train = train[train["item"] < 19]
     val = val[~val["history"].apply(lambda h: bool(set(h) & set(range(19, 25))))].reset_index(drop=True)
-    full = pd.concat([train, pd.DataFrame({"user": 0, "item": [19, 20, 21], "timestamp": 99})])  # known 19-21
-    found = {}
-    for pool in ("untrained", "known_at_test"):
-        params = json.loads(json.dumps(PARAMS))
-        params["gpt2_sid"]["decode"] |= {"cold_every": 2, "cold_prefix": 1, "cold_pool": pool}
-        d = tmp_path / pool
+    wide = json.loads(json.dumps(PARAMS))
+    wide["gpt2_sid"] |= {"decode": {"beam_width": N_ITEMS, "batch_size": 8}, "top_k": N_ITEMS}  # every candidate
+    rule = json.loads(json.dumps(PARAMS))
+    rule["gpt2_sid"]["decode"] |= {"cold_every": 2, "cold_prefix": 1}
+    for name, params in (("wide", wide), ("rule", rule)):
+        d = tmp_path / name
         d.mkdir()
-        write_inputs(d, train, val, params, train_full=full)
+        write_inputs(d, train, val, params, new=(19, 20, 21), late=(22, 23, 24))
         p = run_stage(d, d / "codes")
         assert p.returncode == 0, p.stderr[-3000:]
-        found[pool] = {i for x in _lists(d, "test") for i in x if i >= 19}
-    assert found["known_at_test"] and found["known_at_test"] <= {19, 20, 21}
-    assert found["untrained"] - {19, 20, 21}  # the wider pool also injects items unknown at T_test
+        val_lists, test_lists = _lists(d, "val"), _lists(d, "test")
+        assert all(max(x) <= 18 for x in val_lists)  # validation: items known at T_val only
+        assert all(max(x) <= 21 for x in test_lists)  # test: known at T_test, never 22-24
+        m = json.loads((d / "metrics.json").read_text())
+        assert (m["val/catalogue_items"], m["test/catalogue_items"]) == (18, 21)
+        assert m["val/invalid_id_rate"] == m["test/invalid_id_rate"] == 0.0
+        run = json.loads((d / "run.json").read_text())
+        assert run["rules"] == ([] if name == "wide" else ["tiger_cold_start"])
+    wide_test = _lists(tmp_path / "wide", "test")
+    for items, hist in zip(wide_test, val["history"], strict=True):  # every unseen candidate, 19-21 included
+        assert sorted(items) == sorted(set(range(1, 22)) - set(hist))
+    assert {i for x in _lists(tmp_path / "rule", "test") for i in x[1::2]} & {19, 20, 21}  # the rule's ranks

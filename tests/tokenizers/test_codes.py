@@ -105,3 +105,40 @@ def test_fit_item_ids():
         fit_item_ids(3, "train", np.array([1, 4]))
     with pytest.raises(ValueError, match="needs"):
         fit_item_ids(3, "train")
+
+
+def test_fit_item_ids_under_a_catalogue():
+    """all = every item only where every item is known at the training cut-off (leave-one-out); a temporal
+    catalogue with a future item makes it an error, and training items must all be known."""
+    known = np.array([False, True, True, True, False, True])  # item 4 first seen after the cut-off
+    assert fit_item_ids(5, "train", np.array([1, 2, 5]), known).tolist() == [1, 2, 5]
+    assert fit_item_ids(5, "all", known=np.r_[False, np.ones(5, bool)]).tolist() == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="fit_items=all would fit the tokenizer on 1 of 5 items unknown"):
+        fit_item_ids(5, "all", known=known)
+    with pytest.raises(ValueError, match="1 training items are unknown"):
+        fit_item_ids(5, "train", np.array([1, 4]), known)
+    with pytest.raises(ValueError, match="4 flags for 5 items"):
+        fit_item_ids(5, "train", np.array([1]), known[:4])
+
+
+def test_collision_level_follows_arrival_order():
+    # items 1, 3, 5 share (0, 1) and 2, 6 share (2, 3); item 1 arrives last, after 3 and 5
+    arrival = np.array([3, 5, 2, 4, 6, 1])
+    assert collision_level(RAW, arrival).tolist() == [2, 0, 0, 0, 1, 1]
+    assert collision_level(RAW, np.arange(1, 7)).tolist() == collision_level(RAW).tolist()  # id order = default
+    codes, meta, _ = semantic_ids(RAW, [4, 4], "test", order=arrival)
+    assert codes[1:, -1].tolist() == [2, 0, 0, 0, 1, 1] and meta["collision_order"] == "arrival"
+    assert semantic_ids(RAW, [4, 4], "test")[1]["collision_order"] == "item_id"
+    with pytest.raises(ValueError, match="each item id 1..6 once"):
+        collision_level(RAW, np.array([1, 2, 3, 4, 5, 5]))
+
+
+def test_a_later_arrival_never_renumbers_the_items_before_it(rng):
+    """The level of the first k arrivals, computed with only them in the catalogue, is their level with
+    every later item added too: a known item's ID never changes when new items arrive (whatever their ids)."""
+    raw = rng.integers(0, 3, size=(300, 2))  # big collision groups
+    arrival = rng.permutation(300) + 1
+    full = collision_level(raw, arrival)
+    for k in (1, 50, 299):
+        early = arrival[:k]
+        assert np.array_equal(collision_level(raw[early - 1], np.arange(1, k + 1)), full[early - 1])

@@ -12,19 +12,32 @@ import pytest
 import torch
 import yaml
 
+from lib.catalogue import catalogue_table
 from lib.tokenizers import pq
+from lib.tokenizers.codes import collision_level
 from lib.tokenizers.rqvae import from_checkpoint, quantize_all
+from tests.conftest import write_catalogue
 from tests.tokenizers.conftest import TINY, clusters
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def catalogue(n_items: int, first_seen: np.ndarray) -> pd.DataFrame:
+    """A catalogue.parquet from the first_seen (n,) of items 1..n: T_val = 0, T_test = 1."""
+    return catalogue_table(pd.DataFrame({"item": np.arange(1, n_items + 1), "timestamp": first_seen}), n_items, 0, 1)
+
+
 def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, refit: bool = False,
-                  **params) -> list[str]:
+                  cat: pd.DataFrame | None = None, **params) -> list[str]:
     np.save(tmp / "emb.npy", emb)
     (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
     (tmp / "split").mkdir(exist_ok=True)
     train_items = np.arange(1, n_items - 9)  # the last 10 items are cold; 5 of them are in the validation period
+    if cat is None:  # those 5 first seen between T_val and T_test, the last 5 after T_test
+        write_catalogue(tmp / "split", n_items, new=tuple(range(n_items - 9, n_items - 4)),
+                        late=tuple(range(n_items - 4, n_items + 1)))
+    else:
+        cat.to_parquet(tmp / "split/catalogue.parquet")
     pd.DataFrame({"user": 0, "item": train_items, "timestamp": 0}).to_parquet(tmp / "split/train.parquet")
     pd.DataFrame({"user": 0, "item": np.arange(1, n_items - 4), "timestamp": 0}).to_parquet(
         tmp / "split/train_full.parquet")
@@ -142,6 +155,58 @@ def test_stage_rejects_misaligned_embeddings(tmp_path):
     p = _run(args, tmp_path)
     assert p.returncode != 0 and "train.parquet" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()
+    args = _stage_inputs(tmp_path, emb, len(emb) - 1)
+    (tmp_path / "split/catalogue.parquet").unlink()
+    p = _run(args, tmp_path)
+    assert p.returncode != 0 and "catalogue.parquet" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_fit_items_all_is_an_error_under_a_temporal_catalogue(tmp_path):
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    p = _run(_stage_inputs(tmp_path, emb, n, method="rqkmeans", fit_items="all"), tmp_path)
+    assert p.returncode != 0 and "fit_items=all" in p.stderr and "10 of 40 items unknown" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "out").exists()
+    # leave-one-out's catalogue knows every item: all is then every item, no future in it
+    p = _run(_stage_inputs(tmp_path, emb, n, method="rqkmeans", fit_items="all", cat=catalogue(n, np.zeros(n, int))),
+             tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "out/meta.json").read_text())["fit_item_count"] == n
+
+
+def test_a_future_item_changes_no_other_code_and_not_the_fit(tmp_path):
+    """OPQ on whitened principal components (RPG's tokenizer): an item first seen after T_test is only
+    encoded; moving its embedding leaves model.pt and every other item's codes byte-identical."""
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    moved = emb.copy()
+    moved[n] = -emb[1]
+    outs = []
+    for name, e in (("a", emb), ("b", moved)):
+        (tmp_path / name).mkdir()
+        p = _run(_stage_inputs(tmp_path / name, e, n, method="opq", pca_dim=8), tmp_path / name)
+        assert p.returncode == 0, p.stderr
+        outs.append((np.load(tmp_path / name / "out/codes.npy"), (tmp_path / name / "out/model.pt").read_bytes()))
+    assert np.array_equal(outs[0][0][:n], outs[1][0][:n]) and outs[0][1] == outs[1][1]
+    assert json.loads((tmp_path / "a/m.json").read_text())["known_items"] == n - 10
+
+
+def test_collision_level_is_assigned_in_arrival_order(tmp_path):
+    """Random codes of 2 x 2 collide a lot. Items 1-5 arrive last: every earlier item's collision level is the
+    one it has in a catalogue without them, so no later arrival (smaller ids included) renumbers it."""
+    emb = clusters(n_clusters=4, per=10)
+    n = len(emb) - 1
+    first_seen = np.r_[np.zeros(5, int), np.full(n - 5, -1)]  # all known at T_val = 0, items 1-5 the latest
+    p = _run(_stage_inputs(tmp_path, emb, n, method="random", codebook_size=2, cat=catalogue(n, first_seen)),
+             tmp_path)
+    assert p.returncode == 0, p.stderr
+    codes = np.load(tmp_path / "out/codes.npy")
+    meta = json.loads((tmp_path / "out/meta.json").read_text())
+    assert meta["collision_order"] == "arrival" and len(np.unique(codes[1:], axis=0)) == n
+    early = codes[6:, :2]  # items 6..n, known before items 1-5 arrive
+    assert np.array_equal(codes[6:, 2], collision_level(early))  # as if items 1-5 did not exist
+    assert not np.array_equal(codes[1:, 2], collision_level(codes[1:, :2]))  # item id order would differ
 
 
 def test_stage_names_the_bad_param(tmp_path):
