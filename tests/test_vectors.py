@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from lib.config import ConfigError
-from tests.conftest import write_catalogue
 from lib.embed import WORDLLAMA, EmbedConfig, embed_items
 from lib.models.config import SeqRecConfig
 from lib.runs import load_table_entry
@@ -25,6 +24,7 @@ from lib.vectors import (
     check_vectors_meta,
     load_vector_run,
 )
+from tests.conftest import write_catalogue
 from tests.models.test_training import N_ITEMS, tiny_split
 from tests.test_embed import fake_encode, item_table
 from tests.tokenizers.conftest import TINY, clusters

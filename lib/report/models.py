@@ -1,12 +1,13 @@
 """The report's unit, a model: the runs that differ only in their seed, with metrics averaged over seeds.
 
-Also what picks models out of a protocol: the family order of the tables, the references of the
-paired tests (params `report.baseline`, `report.cold_baseline`) and the cold pools their lists place.
+Why per-user values are recomputed from the stored ranks rather than read from the eval means: the paired
+tests need one value per test user, averaged over a model's seeds (lib/significance.py), and every table
+cell then comes from the same numbers as its test. The eval metrics still give validation figures (what
+the report chooses on) and the slices' means.
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,17 +15,11 @@ import pandas as pd
 
 from lib.evaluate import loaded_ranks
 from lib.metrics import per_user_metrics
-from lib.report.config import Baseline, ReportConfig
 
-FAMILY_ORDER = ("rankers", "content_rankers", "code_rankers", "generators", "parallel_generators")
-KEY, COLD = "test/ndcg@10", "test/cold_target/hr@10"
-VAL_KEY = "val/ndcg@10"  # what the report chooses on
 SEED_OVERRIDE = "train.seed"  # the override that makes a run another seed of the same model
-WIDEST_POOL = "untrained"  # every other cold pool is a subset: a list without its items places no cold item
-POOLS = {"untrained": "items without an interaction in the model's training data (the cold targets' items)",
-         "known_at_test": "of those, the items with an interaction in the split's training part (at or before "
-                          "T_test; under leave-one-out, before the test targets): the ones a system could know "
-                          "when the test period starts"}
+VAL_KEY = "val/ndcg@10"  # what the report chooses on
+# the cold pool a list can know: its current name (issue 29), then its pre-#29 name (known at T_test)
+KNOWABLE_POOLS = ("knowable", "known_at_test")
 
 
 @dataclass
@@ -36,22 +31,34 @@ class ReportInputs:
     tokenizers: dict[str, dict] = field(default_factory=dict)  # tokenizer -> metrics/tokenizers/<name>.json
     splits: dict[str, dict] = field(default_factory=dict)  # protocol -> metrics/split/<protocol>.json
     decoding: dict | None = None  # metrics/decoding.json (stage `decoding`), when given
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)  # run -> validation NDCG@10 (step, value)
+    code_usage: dict[str, pd.DataFrame] = field(default_factory=dict)  # tokenizer -> (level, rank, items)
 
 
 @dataclass
 class Models:
-    """The report's unit: one model = the runs that differ only in their seed (`collapse_seeds`)."""
+    """Models (runs collapsed over seeds): attributes, means, per-user values."""
     runs: dict[str, dict]  # model -> its named member's run.json, without the seed override
     evals: dict[str, dict]  # model -> eval metrics, mean over its seeds
     sd: dict[str, dict] = field(default_factory=dict)  # model -> sample sd over seeds (models with > 1 seed)
     members: dict[str, list[str]] = field(default_factory=dict)  # model -> its runs, by name
-    train: dict[str, dict] = field(default_factory=dict)  # model -> training metrics, mean over seeds
-    # model -> per test user: user, target_cold, pool_<P>, metrics and control_<P>/<m>, mean over seeds
-    values: dict[str, pd.DataFrame] = field(default_factory=dict)
     seeds: dict[str, list] = field(default_factory=dict)  # model -> its members' run.json seeds
+    train: dict[str, dict] = field(default_factory=dict)  # model -> training metrics, mean over seeds
+    # model -> per test user (stored order): user, cold (knowable cold target), unreachable, the metrics at
+    # the report's cut-offs and control/<m> (random cold-slot control of the knowable pool), mean over seeds
+    values: dict[str, pd.DataFrame] = field(default_factory=dict)
+    per_seed: dict[str, list[dict]] = field(default_factory=dict)  # model -> per seed: value key -> mean
+    pool: dict[str, str | None] = field(default_factory=dict)  # model -> its knowable pool's name in eval keys
 
     def n_seeds(self, model: str) -> int:
         return len(self.members.get(model, [model]))
+
+    def mean_sd(self, model: str, key: str) -> tuple[float | None, float | None]:
+        """Mean and sample sd over seeds of a value key (`value_of`); sd None with one seed."""
+        vals = [s[key] for s in self.per_seed[model] if s.get(key) is not None]
+        if not vals:
+            return None, None
+        return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
 
 
 # --- seeds: runs that differ only in their seed ------------------------------------------------------------
@@ -103,25 +110,49 @@ def mean_sd(dicts: list[dict]) -> tuple[dict, dict]:
     return mean, sd
 
 
-def model_values(frames: dict[str, pd.DataFrame], ks) -> pd.DataFrame:
-    """A model's per-user files (run -> ranks.parquet, named member first) -> per test user (stored order):
-    user, target_cold, pool_<P> flags, HR/NDCG/MRR@k and control_<P>/<m> columns, each averaged over seeds."""
-    tests = {r: f[f["split"] == "test"].reset_index(drop=True) for r, f in frames.items()}
-    names = list(tests)
-    first = tests[names[0]]
-    for r in names[1:]:
-        if not np.array_equal(tests[r]["user"].to_numpy(), first["user"].to_numpy()):
-            raise ValueError(f"run {r!r}: its test users differ from those of {names[0]!r}, a seed of the same model")
-    common = set.intersection(*(set(t.columns) for t in tests.values()))
-    flags = [c for c in first.columns if c in ("user", "target_cold") or (c.startswith("pool_") and c in common)]
-    controls = sorted(c for c in common if c.startswith("control_"))
-    metrics = sum(per_user_metrics(loaded_ranks(t["rank"].to_numpy()), ks) for t in tests.values()) / len(tests)
-    ctl = pd.DataFrame({c: sum(t[c].to_numpy(np.float64) for t in tests.values()) / len(tests) for c in controls})
-    return pd.concat([first[flags], metrics, ctl], axis=1)
+def knowable_pool(columns) -> str | None:
+    """The knowable cold pool a per-user file has columns for (`pool_<P>`), None if none."""
+    return next((p for p in KNOWABLE_POOLS if f"pool_{p}" in columns), None)
 
 
-def collapse_seeds(inp: ReportInputs, ks) -> Models:
-    """Runs -> models: means (and sd) of eval and train metrics over seeds, per-user values at cut-offs `ks`."""
+def test_rows(frame: pd.DataFrame, ks) -> pd.DataFrame:
+    """One run's per-user file -> its test users: user, cold, unreachable, metrics at `ks`, control/<m>.
+
+    cold = the target is in the knowable cold pool (pool_<P>); without such a column, a reachable target
+    without a training interaction (target_cold).
+    """
+    t = frame[frame["split"] == "test"].reset_index(drop=True)
+    pool = knowable_pool(t.columns)
+    unreachable = t["target_unreachable"].to_numpy(bool) if "target_unreachable" in t else np.zeros(len(t), bool)
+    cold = t[f"pool_{pool}"].to_numpy(bool) if pool else t["target_cold"].to_numpy(bool) & ~unreachable
+    out = pd.DataFrame({"user": t["user"].to_numpy(), "cold": cold, "unreachable": unreachable})
+    metrics = per_user_metrics(loaded_ranks(t["rank"].to_numpy()), ks)
+    controls = {f"control/{c.split('/', 1)[1]}": t[c].to_numpy(np.float64) for c in t.columns
+                if pool and c.startswith(f"control_{pool}/")}
+    return pd.concat([out, metrics, pd.DataFrame(controls)], axis=1)
+
+
+def value_of(values: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A value key -> (per-user values (U,), mask of the users it is measured on (U,)).
+
+    `test/<m>`: all test users; `cold/<m>`: knowable cold targets; `control/<m>`: the random cold-slot
+    control on the knowable cold targets.
+    """
+    where, metric = key.split("/", 1)
+    mask = np.ones(len(values), bool) if where == "test" else values["cold"].to_numpy(bool)
+    col = f"control/{metric}" if where == "control" else metric
+    if col not in values:
+        return np.zeros(len(values)), np.zeros(len(values), bool)
+    return values[col].to_numpy(np.float64), mask
+
+
+SEED_KEYS = ("test/{m}", "cold/{m}", "control/{m}")
+
+
+def collapse_seeds(inp: ReportInputs, metrics: list[str]) -> Models:
+    """Runs -> models: eval/train means over seeds, per-user values averaged over seeds, per-seed means of
+    `metrics` (e.g. ["ndcg@10", "hr@10"]) on all test users, knowable cold targets and their control."""
+    ks = sorted({int(m.split("@")[1]) for m in metrics})
     out = Models(runs={}, evals={})
     for name, members in group_seeds(inp.runs).items():
         info = dict(inp.runs[name])
@@ -134,38 +165,21 @@ def collapse_seeds(inp: ReportInputs, ks) -> Models:
         trained = [inp.train[r] for r in members if r in inp.train]
         if trained:
             out.train[name] = mean_sd(trained)[0]
-        out.values[name] = model_values({r: inp.per_user[r] for r in members}, ks)
+        rows = {r: test_rows(inp.per_user[r], ks) for r in members}
+        first = rows[name]
+        for r in members[1:]:
+            if not np.array_equal(rows[r]["user"].to_numpy(), first["user"].to_numpy()):
+                raise ValueError(f"run {r!r}: its test users differ from those of {name!r}, a seed of the same model")
+        numeric = [c for c in first.columns if c not in ("user", "cold", "unreachable")]
+        out.values[name] = first[["user", "cold", "unreachable"]].assign(
+            **{c: sum(rows[r][c].to_numpy(np.float64) for r in members) / len(members) for c in numeric})
+        out.per_seed[name] = []
+        for r in members:
+            seed = {}
+            for m in metrics:
+                for key in (k.format(m=m) for k in SEED_KEYS):
+                    v, mask = value_of(rows[r], key)
+                    seed[key] = float(v[mask].mean()) if mask.any() else None
+            out.per_seed[name].append(seed)
+        out.pool[name] = knowable_pool(inp.per_user[name].columns)
     return out
-
-
-# --- references and cold pools of a protocol's models -----------------------------------------------------
-
-def ordered(names: list[str], models: Models, key: str = KEY) -> list[str]:
-    """Models grouped by family (FAMILY_ORDER), best first by `key` within a family."""
-    fam = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    return sorted(names, key=lambda r: (fam.get(models.runs[r]["family"], len(fam)),
-                                        -models.evals[r].get(key, -1.0), r))
-
-
-def reference_of(names: list[str], models: Models, b: Baseline) -> str | None:
-    """The protocol's model of backbone + representation `b`: the one without overrides on the default item
-    vectors (data/embed: no `vectors` in run.json), else the first such by name."""
-    found = sorted((bool(models.runs[r].get("overrides")), bool(models.runs[r].get("vectors")), r) for r in names
-                   if models.runs[r]["backbone"] == b.backbone and models.runs[r]["representation"] == b.representation)
-    return found[0][-1] if found else None
-
-
-def pools_of(names: list[str], models: Models) -> list[str]:
-    """Cold pools the protocol's evaluations report (`test/cold_pool/<P>/items`), known pools first."""
-    found = {k.split("/")[2] for r in names for k in models.evals[r] if re.fullmatch(r"test/cold_pool/\w+/items", k)}
-    return sorted(found, key=lambda p: (list(POOLS).index(p) if p in POOLS else len(POOLS), p))
-
-
-def slots(evals: dict, pool: str, metric: str) -> float:
-    """Mean number of `pool` items in a model's lists at the cut-off of `metric` (0 when not evaluated)."""
-    return evals.get(f"test/cold_pool/{pool}/cold_slots@{metric.split('@')[1]}", 0.0)
-
-
-def placing_cold(names: list[str], models: Models, cfg: ReportConfig) -> list[str]:
-    """Models whose top-K lists hold items of the widest cold pool (K of the first significance metric)."""
-    return [r for r in names if slots(models.evals[r], WIDEST_POOL, cfg.significance_metrics[0]) > 0]

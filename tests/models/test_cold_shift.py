@@ -94,9 +94,12 @@ def test_stage_decodes_both_splits_with_the_shift_chosen_on_validation(tmp_path)
         p = _run(args + ["--run", run, "--codes", str(d / "codes")], d)
         assert p.returncode == 0, p.stderr[-3000:]
         lists[run] = {s: [list(x) for x in pd.read_parquet(d / f"recs/{s}.parquet")["items"]] for s in ("val", "test")}
-        facts[run] = json.loads((d / "m.json").read_text())
+        facts[run] = json.loads((d / "m.json").read_text()) | {"rules": json.loads((d / "run.json").read_text())["rules"]}
     assert "cold_shift" not in facts["plain"]  # the default decodes as scored and searches nothing
     assert facts["shifted"]["cold_shift"] == 1000.0 and list(facts["shifted"]["cold_shift_val_ndcg@10"]) == ["1000"]
-    for s in ("val", "test"):
-        assert all(x[0] == STAGE_ITEMS for x in lists["shifted"][s])  # a huge shift puts the cold item first
-    assert lists["plain"]["val"] != lists["shifted"]["val"]
+    assert facts["plain"]["rules"] == [] and facts["shifted"]["rules"] == ["cold_shift"]  # a rule run says so
+    # the cold item is first seen between T_val and T_test: only test lists may hold it, and the huge shift
+    # puts it first there; validation lists cannot reach it, so the shift changes nothing in them
+    assert all(x[0] == STAGE_ITEMS for x in lists["shifted"]["test"])
+    assert all(STAGE_ITEMS not in x for x in lists["shifted"]["val"])
+    assert lists["plain"]["test"] != lists["shifted"]["test"] and lists["plain"]["val"] == lists["shifted"]["val"]
