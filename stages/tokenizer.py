@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     args = stage_args(__doc__, {
         "embeddings": "item content embeddings .npy (N+1, dim), row 0 = padding",
         "embed-meta": "the embeddings' meta.json (encoder name, dim, n_items)",
-        "split-dir": "split directory: train.parquet (train_full.parquet under refit) gives the fit items, "
+        "split-dir": "split directory: train.parquet gives the fit items (also under a refit protocol), "
                      "catalogue.parquet the items known at the cut-off and their arrival order",
         "out-dir": "output directory: codes.npy (N+1, levels+1), meta.json, model.pt (the method's state)",
         "metrics": "output: metrics JSON",
@@ -51,11 +51,11 @@ def main(argv=None) -> None:
         emb = np.load(args.embeddings)
         check_embeddings(emb, emb_meta["n_items"], emb_meta.get("dim"))
         cat = load_catalogue(args.split_dir, emb_meta["n_items"])
-        # the models' training data: train, or train + validation period when they are refit on it
-        refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
-        known = training_mask(cat, refit=refit_final)  # items known at the models' training cut-off
-        fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
-        train_items = (pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy()
+        # Fit on `train` (cut-off T_val) under every protocol: a refit protocol's final model trains on train_full,
+        # but the epoch count it reuses is chosen by a model trained on `train` with these same codes, and that
+        # model must not read the content of items first seen after T_val (issue 29).
+        known = training_mask(cat, refit=False)
+        train_items = (pd.read_parquet(args.split_dir / "train.parquet", columns=["item"])["item"].to_numpy()
                        if cfg.fit_items == "train" else None)
         fit_ids = fit_item_ids(emb_meta["n_items"], cfg.fit_items, train_items, known)
         if cfg.method in pq.METHODS:

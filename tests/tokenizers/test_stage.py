@@ -132,14 +132,20 @@ def test_stage_names_the_param_when_pq_cannot_split_the_embedding(tmp_path):
     assert "Traceback" not in p.stderr and not (tmp_path / "out").exists()
 
 
-def test_refit_split_fits_on_the_training_part(tmp_path):
-    """Under a refit protocol the models train on train_full, so the tokenizer is fit on its items."""
+def test_refit_split_still_fits_at_the_validation_cut_off(tmp_path):
+    """Under a refit protocol the final model trains on train_full, but its epoch count comes from a model trained
+    on `train` with the same codes: the fit stays on train's items (known at T_val), as without refit."""
     emb = clusters(n_clusters=4, per=10)
     n = len(emb) - 1
-    p = _run(_stage_inputs(tmp_path, emb, n, refit=True, method="rqkmeans"), tmp_path)
-    assert p.returncode == 0, p.stderr
-    _, meta, _ = _check_outputs(tmp_path, n, "rqkmeans")
-    assert meta["fit_item_count"] == n - 5  # not n - 10: train.parquet's items
+    codes = {}
+    for refit in (False, True):
+        d = tmp_path / str(refit)
+        d.mkdir()
+        p = _run(_stage_inputs(d, emb, n, refit=refit, method="rqkmeans"), d)
+        assert p.returncode == 0, p.stderr
+        codes[refit], meta, _ = _check_outputs(d, n, "rqkmeans")
+        assert meta["fit_item_count"] == n - 10  # train.parquet's items, not train_full's (n - 5)
+    np.testing.assert_array_equal(codes[False], codes[True])
 
 
 def test_stage_rejects_misaligned_embeddings(tmp_path):
