@@ -180,17 +180,22 @@ def benjamini_hochberg(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def mark_significant(tests: list[dict], alpha: float, method: str = "holm") -> None:
+def mark_significant(tests: list[dict], alpha: float, method: str = "holm", untested: int = 0) -> None:
     """Add `p_adjusted` (over all `tests`, one family), `adjustment` and `significant` to each test in place.
 
     method: "holm" (family-wise error), "bh" (false discovery rate) or "none". Significant = the CI
     excludes 0 and the adjusted p < alpha. With "holm", `p_holm` repeats `p_adjusted` (older readers).
+    untested: declared members of the family that have not run yet; they count as p = 1, so a declared
+    family is adjusted for its full size from the start and a claim never appears just because the
+    other comparisons are still missing.
     """
     if method not in ADJUSTMENTS:
         raise ValueError(f"mark_significant: method {method!r} is not one of {', '.join(ADJUSTMENTS)}")
-    raw = [t["p_value"] for t in tests]
+    if untested < 0:
+        raise ValueError(f"mark_significant: untested must be >= 0, got {untested}")
+    raw = [t["p_value"] for t in tests] + [1.0] * untested
     adjusted = holm(raw) if method == "holm" else benjamini_hochberg(raw) if method == "bh" else list(raw)
-    for t, p in zip(tests, adjusted, strict=True):
+    for t, p in zip(tests, adjusted[:len(tests)], strict=True):
         t["p_adjusted"], t["adjustment"] = p, method
         if method == "holm":
             t["p_holm"] = p

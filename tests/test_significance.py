@@ -306,3 +306,14 @@ def test_control_test_p_is_never_negative():
     assert 0 < t["p_value"] == pytest.approx(2 * binom.sf(88, 100, 0.5), rel=1e-6)
     t = control_test(np.full(300, 0.9), np.ones(300), 0.05)  # every user hits: the far tail underflows
     assert 0 < t["p_value"] <= 1
+
+
+def test_a_declared_family_is_adjusted_for_its_full_size():
+    """Comparisons declared but not run yet count as p = 1: running fewer of them never makes a claim easier."""
+    tests = [{"p_value": 0.02, "ci_low": 0.1, "ci_high": 0.2}]
+    mark_significant(tests, 0.05, "holm")
+    assert tests[0]["significant"] and tests[0]["p_adjusted"] == pytest.approx(0.02)
+    mark_significant(tests, 0.05, "holm", untested=4)
+    assert tests[0]["p_adjusted"] == pytest.approx(0.10) and not tests[0]["significant"]
+    with pytest.raises(ValueError, match="untested"):
+        mark_significant(tests, 0.05, "holm", untested=-1)

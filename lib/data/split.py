@@ -44,10 +44,13 @@ class SplitConfig:
     retrain_on_validation: bool = False  # final model trains on train+validation period
     tie_break: Literal["file_order", "random"] = "random"  # order of a user's same-timestamp interactions
     tie_seed: int = 0  # tie_break random: the shuffle's seed
+    core_k: int = 5  # the data's k-core (preprocess.min_item_interactions): diagnostics of residual survivorship
 
     def validate(self) -> None:
         if not 0.0 < self.quantile < 1.0:
             raise ValueError(f"quantile: must be in (0, 1), got {self.quantile}")
+        if self.core_k < 1:
+            raise ValueError(f"core_k: must be >= 1, got {self.core_k}")
 
 
 @dataclass
@@ -170,6 +173,27 @@ def _target_counts(name: str, rows: pd.DataFrame) -> dict:
             f"{name}_cold_targets": int(rows["target_cold"].sum())}
 
 
+def residual_survivorship(inter: pd.DataFrame, s: Split, k: int) -> dict:
+    """What restricting lists to known items leaves of the k-core's selection (metrics only).
+
+    The data set keeps an item only if it reaches k interactions over the whole timeline, so an item known
+    at a cut-off with fewer than k interactions by then is in the data because it reached k later: a
+    future hit still. Counts, per list split, the catalogue items and the cold targets in that case.
+    """
+    out = {}
+    for name, rows, col, cut in (("val", s.val, "known_val", s.info.get("t_val")),
+                                 ("test", s.test, "known_test", s.info.get("t_test"))):
+        if cut is None:
+            continue
+        n = np.zeros(len(s.catalogue) + 1, dtype=np.int64)
+        counts = inter.loc[inter["timestamp"] <= cut, "item"].value_counts()
+        n[counts.index.to_numpy()] = counts.to_numpy()
+        young = np.r_[False, s.catalogue[col].to_numpy(bool)] & (n < k)
+        out[f"{name}_catalogue_items_under_{k}_at_cutoff"] = int(young.sum())
+        out[f"{name}_cold_targets_under_{k}_at_cutoff"] = int((rows["target_cold"] & young[rows["target"]]).sum())
+    return out
+
+
 def split(inter: pd.DataFrame, cfg: SplitConfig, n_items: int | None = None) -> Split:
     """Split chronological interactions by `cfg.type`; fill `info` with the split's statistics.
 
@@ -198,7 +222,7 @@ def split(inter: pd.DataFrame, cfg: SplitConfig, n_items: int | None = None) -> 
         retrain_on_validation=cfg.retrain_on_validation,
         **_target_counts("val", s.val), **_target_counts("test", s.test),
     )
-    s.stats = {"tie_break": cfg.tie_break, **s.stats}
+    s.stats = {"tie_break": cfg.tie_break, **s.stats, **residual_survivorship(inter, s, cfg.core_k)}
     for name, rows in (("val", s.val), ("test", s.test)):  # unreachable once seen items are removed
         s.stats[f"{name}_repeat_targets"] = int(sum(y in set(h) for h, y in zip(rows["history"], rows["target"],
                                                                              strict=True)))

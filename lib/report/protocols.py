@@ -64,6 +64,14 @@ def opening(splits: dict[str, dict], cfg: ReportConfig) -> list[str]:
         line = (f"Under `{cfg.protocol}`, {s['test_unreachable_targets']} of {s.get('test_users', '?')} test targets "
                 f"({s.get('test_unreachable_target_fraction', 0):.1%}) are unreachable and "
                 f"{s.get('test_cold_targets', '?')} are cold (knowable, no training interaction).")
+        young = next((k for k in s if k.startswith("test_cold_targets_under_")), None)
+        if young is not None:  # what the restriction leaves of the selection (lib/data/split.py)
+            k = young.removeprefix("test_cold_targets_under_").removesuffix("_at_cutoff")
+            line += (f" The restriction removes the items that did not exist yet, not the whole selection: "
+                     f"{s[young]} of these cold targets (and {s.get(f'test_catalogue_items_under_{k}_at_cutoff', '?')} "
+                     f"catalogue items) have fewer than {k} interactions at T_test, so they are in the data only "
+                     f"because they reached {k} later, and items that never did are missing as distractors: "
+                     f"read cold-target figures as optimistic.")
     else:
         line = (f"The split metrics of `{cfg.protocol}` predate issue 29: no unreachable or knowable cold counts yet "
                 "(regeneration is issue 32).")
@@ -80,8 +88,8 @@ def confirmatory_line(scope: Scope, plain: list[str], book: TestBook, cfg: Repor
     waiting = [f"`{m}` vs `{r}`" for m, r, t in done if t is None]
     out = (f"**Claims.** The confirmatory family is declared in params (`report.confirmatory`, test "
            f"{cfg.confirmatory_metric.upper()}, `{cfg.protocol}` under the current protocol) and Holm-adjusted over "
-           + (f"the {len(ran)} of its {len(done)} comparisons that have run: " + "; ".join(ran) + "." if ran
-              else f"those of its {len(done)} comparisons that have run: none yet."))
+           f"its {len(done)} comparisons (one not run yet counts as p = 1): "
+           + ("; ".join(ran) + "." if ran else "none has run yet."))
     if waiting:
         out += (f" Not yet run under the current protocol as models without list rules (regeneration is issue 32): "
                 f"{', '.join(waiting)}.")

@@ -71,7 +71,11 @@ def one_test(models: Models, req: Request, cfg: ReportConfig) -> dict | None:
 
 def run_tests(requests: dict[Scope, list[Request]], confirmatory: dict[Scope, set[Request]], models: Models,
               cfg: ReportConfig) -> TestBook:
-    """Every requested test once per scope; Holm over each scope's confirmatory requests, BH over the rest."""
+    """Every requested test once per scope; Holm over each scope's confirmatory requests, BH over the rest.
+
+    The confirmatory family is adjusted for its declared size (params report.confirmatory): comparisons not
+    run yet count as p = 1, so running fewer of them never makes a claim easier.
+    """
     book = TestBook()
     for scope, reqs in requests.items():
         done: dict[tuple[str, str, str], dict] = {}
@@ -81,7 +85,9 @@ def run_tests(requests: dict[Scope, list[Request]], confirmatory: dict[Scope, se
                 t["family"] = CONFIRMATORY if r in confirmatory.get(scope, set()) else EXPLORATORY
                 done[(r.model, r.reference, r.key)] = t
         for family, method in ((CONFIRMATORY, "holm"), (EXPLORATORY, "bh")):
-            mark_significant([t for t in done.values() if t["family"] == family], cfg.alpha, method)
+            tests = [t for t in done.values() if t["family"] == family]
+            untested = max(0, len(cfg.confirmatory) - len(tests)) if family == CONFIRMATORY and tests else 0
+            mark_significant(tests, cfg.alpha, method, untested)
         book.tests[scope] = done
     return book
 

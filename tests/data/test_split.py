@@ -63,6 +63,11 @@ def test_global_temporal_by_hand():
     assert (s.info["test_unreachable_targets"], s.info["val_unreachable_targets"]) == (1, 1)
     assert (s.info["test_cold_targets"], s.info["val_cold_targets"]) == (1, 0)
     assert s.info["test_unreachable_target_fraction"] == round(1 / 3, 4)
+    # interactions at or before T_test per item: 1:4 2:2 3:3 4:1 5:2 7:1 (6 unknown); at T_val: 1:3 2:2 3:3 5:1 7:1.
+    # Item 4 (user 0's cold test target) has 1 at T_test: in the data only through later ones
+    r = split(inter, SplitConfig(quantile=0.75, core_k=2)).stats
+    assert r["test_cold_targets_under_2_at_cutoff"] == 1 and r["test_catalogue_items_under_2_at_cutoff"] == 2
+    assert r["val_catalogue_items_under_2_at_cutoff"] == 2 and r["val_cold_targets_under_2_at_cutoff"] == 0
     assert _rows(s.train) == [(0, 1, 1), (0, 2, 3), (0, 3, 5), (1, 2, 2), (1, 3, 4), (2, 7, 6), (2, 1, 8),
                               (4, 1, 9), (4, 5, 10)]
     assert _rows(s.train_full) == _rows(inter[inter["timestamp"] <= 24].query("user != 3"))

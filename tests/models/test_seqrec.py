@@ -362,3 +362,24 @@ def test_recommend_holds_only_candidates():
     out = recommend(m, rows, top_k=5, progress=False, candidates=cand)
     for items in out["items"]:
         assert set(items) <= set(np.flatnonzero(cand)) and len(items) == 7
+
+
+def test_validation_ranks_only_the_validation_catalogue():
+    """Early stopping sees the same lists as the evaluator: a non-candidate scored highest is skipped."""
+    from lib.models.validation import ExactValidationModule
+
+    class Fixed(torch.nn.Module):
+        n_items = 6
+        cfg = CFG
+
+        def score_last(self, seq, lengths):  # item 6 best, then 5, 4, ...
+            return torch.tensor([[-np.inf, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]).repeat(len(seq), 1)
+
+    module = ExactValidationModule()
+    module.model = Fixed()
+    val = pd.DataFrame({"user": [0], "history": [[1]], "target": [5]})
+    for cand, rank in ((None, 2), (np.array([False, True, True, True, True, True, False]), 1)):
+        batch = next(iter(module.validation_loader(val, 8, candidates=cand)))
+        module.validation_step(batch, 0)
+        assert module.val_ndcg.compute().item() == pytest.approx(1 / np.log2(rank + 1))
+        module.val_ndcg.reset()

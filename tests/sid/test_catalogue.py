@@ -117,6 +117,7 @@ def test_fit_trains_on_the_training_catalogue_and_validates_over_the_validation_
     train, val = cycle_split(n_users=20)
     train = train[~train["item"].isin([*UNKNOWN, 7])]  # 7: known at the validation cut-off, never trained
     train_cat, val_cat = catalogue_mask(), catalogue_mask()
+    train_cat[7] = False  # the two tries must differ, or validating over the training trie would go unnoticed
     seen_tries, decode = [], training.decode_users
 
     def spy(model, vocab, trie, *a, **k):
