@@ -86,6 +86,9 @@ def write_inputs(d: Path) -> None:
         pd.DataFrame(evals, columns=cols).to_parquet(split / f"{name}.parquet")
     (split / "split.json").write_text(json.dumps({"protocol": "gts", "type": "global_temporal",
                                                   "retrain_on_validation": False}))
+    # every item known at both cut-offs (lib/catalogue.py); revisions before issue 29 ignore the file
+    known = pd.DataFrame({"item": np.arange(1, N_ITEMS + 1), "first_seen": 0, "known_val": True, "known_test": True})
+    known.to_parquet(split / "catalogue.parquet")
     pd.DataFrame({"item": np.arange(1, N_ITEMS + 1), "title": "x"}).to_parquet(d / "items.parquet")
     emb = np.vstack([np.zeros(8), rng.normal(size=(N_ITEMS, 8))]).astype(np.float32)
     np.save(d / "emb.npy", emb)

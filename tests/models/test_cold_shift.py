@@ -94,7 +94,8 @@ def test_stage_decodes_both_splits_with_the_shift_chosen_on_validation(tmp_path)
         p = _run(args + ["--run", run, "--codes", str(d / "codes")], d)
         assert p.returncode == 0, p.stderr[-3000:]
         lists[run] = {s: [list(x) for x in pd.read_parquet(d / f"recs/{s}.parquet")["items"]] for s in ("val", "test")}
-        facts[run] = json.loads((d / "m.json").read_text()) | {"rules": json.loads((d / "run.json").read_text())["rules"]}
+        rules = json.loads((d / "run.json").read_text())["rules"]
+        facts[run] = json.loads((d / "m.json").read_text()) | {"rules": rules}
     assert "cold_shift" not in facts["plain"]  # the default decodes as scored and searches nothing
     assert facts["shifted"]["cold_shift"] == 1000.0 and list(facts["shifted"]["cold_shift_val_ndcg@10"]) == ["1000"]
     assert facts["plain"]["rules"] == [] and facts["shifted"]["rules"] == ["cold_shift"]  # a rule run says so

@@ -41,7 +41,8 @@ def run_stage(tmp: Path, params: dict, run_info: str = "run.json") -> subprocess
     (tmp / "params.yaml").write_text(yaml.safe_dump({"decoding": params}))
     args = [sys.executable, str(ROOT / "stages/decoding.py"), "--model", str(tmp / "ck/best.ckpt"),
             "--run-info", str(tmp / run_info), "--codes-dir", str(tmp / "codes"), "--val", str(tmp / "val.parquet"),
-            "--catalogue", str(tmp / "catalogue.parquet"), "--metrics", str(tmp / "decoding.json"), "--params", str(tmp / "params.yaml")]
+            "--catalogue", str(tmp / "catalogue.parquet"), "--metrics", str(tmp / "decoding.json"),
+            "--params", str(tmp / "params.yaml")]
     return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp)
 
 
