@@ -38,7 +38,7 @@ def main() -> None:
         "model": info["model"], "source": encoder_source(info["model"], info["path"], ROOT),
         "dim": stats["dim"], "max_seq_length": info["max_seq_length"], "template": cfg.template,
         "n_items": stats["items"], "items_with_fallback": stats["items_with_fallback"],
-        "normalize": cfg.normalize, "round_decimals": stats["round_decimals"],
+        "normalize": cfg.normalize, "round_decimals": stats["round_decimals"], "precision": cfg.precision,
         "rows": "row i = item id i; row 0 = padding (zeros)",
     }, args.out_dir / "meta.json")
     write_json({**stats, "torch_threads": TORCH_THREADS}, args.metrics)

