@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _catalogue import load_catalogue
 from _codes import load_codes
 from _common import load_section, setup_logging, stage_args
-from lib.catalogue import check, list_mask
+from lib.catalogue import list_mask
 from lib.io import read_json, write_json
 from lib.sid.decoding_bench import DecodingConfig, benchmark
 from lib.sid.training import VOCAB_KEYS, SidModule, validation_subset
@@ -46,10 +47,7 @@ def main() -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rows = validation_subset(pd.read_parquet(args.val), cfg.users, cfg.seed)
-    try:
-        known = list_mask(check(pd.read_parquet(args.catalogue), vocab.n_items, str(args.catalogue)), "val")
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    known = list_mask(load_catalogue(args.catalogue.parent, vocab.n_items), "val")
     out = benchmark(module.model, vocab, SidTrie(vocab.codes, vocab.sizes, known), rows, module.cfg, cfg,
                     torch_device(cfg.device))
     write_json({"run": cfg.run, "split": "val", "seed": cfg.seed, **out}, args.metrics)

@@ -7,6 +7,7 @@ re-rendered from git alone.
 """
 import pandas as pd
 
+from _catalogue import load_catalogue
 from _common import load_section, setup_logging, stage_args
 from lib import catalogue
 from lib.cold import cold_pools
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_section(args.params, "evaluate", EvaluateConfig)
     setup_logging()
     for path in [args.run_info, *(args.recs_dir / f"{s}.parquet" for s in SPLITS),
-                 *(args.split_dir / f"{s}.parquet" for s in (*SPLITS, "train", "train_full", "catalogue")),
+                 *(args.split_dir / f"{s}.parquet" for s in (*SPLITS, "train", "train_full")),
                  args.split_dir / "split.json"]:
         if not path.is_file():
             raise SystemExit(f"error: input not found: {path}")
@@ -39,10 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     def items_of(name: str):
         return pd.read_parquet(args.split_dir / f"{name}.parquet", columns=["item"])["item"].unique()
 
-    fit = {"val": items_of("train"), "test": items_of("train_full" if info.get("retrain_on_validation") else "train")}
+    train = items_of("train")
+    fit = {"val": train, "test": items_of("train_full") if info.get("retrain_on_validation") else train}
+    table = load_catalogue(args.split_dir, len(items))
     try:
-        table = catalogue.check(pd.read_parquet(args.split_dir / "catalogue.parquet"), len(items),
-                                str(args.split_dir / "catalogue.parquet"))
         lists = {s: catalogue.list_mask(table, s) for s in SPLITS}
         ev = evaluate_run(truth, recs, items, cfg, label=f"run {run.get('name')!r} ({args.recs_dir})",
                           pools=cold_pools(cfg.cold_pools, lists, fit), catalogues=lists)

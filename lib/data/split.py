@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lib.catalogue import catalogue_table
+from lib.catalogue import catalogue_table, mask
 
 EVAL_COLUMNS = ["user", "history", "target", "target_timestamp", "history_length", "target_unreachable",
                 "target_cold", "user_cold"]
@@ -134,10 +134,6 @@ def _same_day(val: pd.DataFrame, test: pd.DataFrame) -> dict:
             for n, r in (("val", val), ("test", test))}
 
 
-def _known(cat: pd.DataFrame, column: str) -> np.ndarray:
-    return np.r_[False, cat[column].to_numpy(bool)]
-
-
 def global_temporal(inter: pd.DataFrame, cfg: SplitConfig, n_items: int) -> Split:
     t_test = _quantile_time(inter["timestamp"], cfg.quantile)
     test, part = _holdout_after(inter, t_test)
@@ -147,8 +143,8 @@ def global_temporal(inter: pd.DataFrame, cfg: SplitConfig, n_items: int) -> Spli
     info = {"t_test": t_test, "t_val": t_val, "training_part_interactions": len(part),
             "training_part_users": int(part["user"].nunique())}
     cat = catalogue_table(inter, n_items, t_val, t_test)  # every interaction counts, not only the kept users'
-    return Split(train, part, _flag_cold(val, train, _known(cat, "known_val")),
-                 _flag_cold(test, final_fit, _known(cat, "known_test")), info, cat, _same_day(val, test))
+    return Split(train, part, _flag_cold(val, train, mask(cat, "known_val")),
+                 _flag_cold(test, final_fit, mask(cat, "known_test")), info, cat, _same_day(val, test))
 
 
 def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig, n_items: int) -> Split:
@@ -161,9 +157,8 @@ def leave_one_out(inter: pd.DataFrame, cfg: SplitConfig, n_items: int) -> Split:
     part = inter[(rank_from_end >= 1)].reset_index(drop=True)
     final_fit = part if cfg.retrain_on_validation else train
     cat = catalogue_table(inter, n_items, None, None)  # the papers' whole catalogue (comparability)
-    everything = np.ones(n_items + 1, dtype=bool)
-    return Split(train, part, _flag_cold(val, train, everything), _flag_cold(test, final_fit, everything), {},
-                 cat, _same_day(val, test))
+    return Split(train, part, _flag_cold(val, train, mask(cat, "known_val")),
+                 _flag_cold(test, final_fit, mask(cat, "known_test")), {}, cat, _same_day(val, test))
 
 
 def _target_counts(name: str, rows: pd.DataFrame) -> dict:
@@ -188,7 +183,7 @@ def residual_survivorship(inter: pd.DataFrame, s: Split, k: int) -> dict:
         n = np.zeros(len(s.catalogue) + 1, dtype=np.int64)
         counts = inter.loc[inter["timestamp"] <= cut, "item"].value_counts()
         n[counts.index.to_numpy()] = counts.to_numpy()
-        young = np.r_[False, s.catalogue[col].to_numpy(bool)] & (n < k)
+        young = mask(s.catalogue, col) & (n < k)
         out[f"{name}_catalogue_items_under_{k}_at_cutoff"] = int(young.sum())
         out[f"{name}_cold_targets_under_{k}_at_cutoff"] = int((rows["target_cold"] & young[rows["target"]]).sum())
     return out

@@ -40,7 +40,6 @@ class Models:
     """Models (runs collapsed over seeds): attributes, means, per-user values."""
     runs: dict[str, dict]  # model -> its named member's run.json, without the seed override
     evals: dict[str, dict]  # model -> eval metrics, mean over its seeds
-    sd: dict[str, dict] = field(default_factory=dict)  # model -> sample sd over seeds (models with > 1 seed)
     members: dict[str, list[str]] = field(default_factory=dict)  # model -> its runs, by name
     seeds: dict[str, list] = field(default_factory=dict)  # model -> its members' run.json seeds
     train: dict[str, dict] = field(default_factory=dict)  # model -> training metrics, mean over seeds
@@ -157,9 +156,7 @@ def collapse_seeds(inp: ReportInputs, metrics: list[str]) -> Models:
     for name, members in group_seeds(inp.runs).items():
         info = dict(inp.runs[name])
         out.runs[name] = info | {"overrides": _without_seed(info.get("overrides"))}
-        out.evals[name], sd = mean_sd([inp.evals[r] for r in members])
-        if sd:
-            out.sd[name] = sd
+        out.evals[name] = mean_sd([inp.evals[r] for r in members])[0]
         out.members[name] = members
         out.seeds[name] = [inp.runs[r].get("seed") for r in members]
         trained = [inp.train[r] for r in members if r in inp.train]

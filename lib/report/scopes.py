@@ -82,8 +82,7 @@ def by_scope(models: Models, current_version: int) -> dict[Scope, tuple[list[str
 
 def best_on_validation(names: list[str], models: Models) -> str | None:
     """The model with the highest validation NDCG@10 (ties by name): test figures never choose."""
-    ranked = sorted(names, key=lambda r: (-models.evals[r].get(VAL_KEY, -1.0), r))
-    return ranked[0] if ranked else None
+    return next(iter(by_validation(names, models)), None)
 
 
 def by_validation(names: list[str], models: Models) -> list[str]:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
 from lib import metrics
+from lib.cold import knowable_pool
 from lib.models.data import LengthBucketSampler
 from lib.sid.beam import length_batches
 from lib.sid.config import DecodeConfig, GPT2SidConfig, SidModelConfig, SidTrainConfig
@@ -130,9 +131,8 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
     trie = module.trie
     if val_candidates is not None:
         module.val_trie = SidTrie(vocab.codes, vocab.sizes, val_candidates)
-    if cold is None:  # the knowable pool (as lib/cold.knowable_pool): validation candidates never trained on
-        cold = module.val_trie.items.copy()
-        cold[train["item"].unique()] = False
+    if cold is None:  # the knowable pool: validation candidates never trained on
+        cold = knowable_pool(module.val_trie.items, train["item"].unique())
     module.cold_items = np.asarray(cold)
     module.val_rows = validation_subset(val, tc.val_users, tc.seed)
     n_targets = sum(len(s) * vocab.n_levels for s in seqs)
