@@ -15,21 +15,24 @@ $(BIN)/.installed: requirements.txt
 setup: $(BIN)/.installed
 
 DVC := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc
-TARGETS := $(BIN)/python stages/targets.py
+TARGETS := $(BIN)/python tools/targets.py
 LANES ?= 2
+# upstream of a run set: recompute the missing splits and text vectors (the same bytes on every machine), then
+# the rest, skipping stages whose recorded inputs are unchanged even where their data is missing (committed codes)
+UPSTREAM = $(DVC) repro $$($(TARGETS) rebuilt $(1)) && $(DVC) repro --allow-missing $$($(TARGETS) upstream $(1))
 # one run per lane: its training, then its evaluation; -s = never re-check the shared upstream (built first)
 LANE := xargs -P $(LANES) -I{} sh -c 'echo "$$(date +%T) start {}"; ($(DVC) repro -s train_{} && $(DVC) repro -s evaluate_{}) \
 	> "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "$$(date +%T) done {}" || { echo "FAILED {}: see logs/"; exit 255; }'
 
 core: setup
 	mkdir -p logs
-	$(DVC) repro parse preprocess $$($(TARGETS) upstream core)
+	$(call UPSTREAM,core)
 	$(TARGETS) runs core | $(LANE)
 	$(DVC) repro -s report
 
 study: setup
 	mkdir -p logs
-	$(DVC) repro parse preprocess $$($(TARGETS) upstream all)
+	$(call UPSTREAM,all)
 	$(TARGETS) runs all | $(LANE)
 	$(DVC) repro -s report
 
@@ -37,7 +40,7 @@ repro: study
 
 runs: setup  # `make runs SET=protocol`: the runs of params study.<SET> (and what they need) + the report
 	mkdir -p logs
-	$(DVC) repro parse preprocess $$($(TARGETS) upstream $(SET))
+	$(call UPSTREAM,$(SET))
 	$(TARGETS) runs $(SET) | $(LANE)
 	$(DVC) repro -s report
 
@@ -45,4 +48,4 @@ test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
 
 lint: setup
-	$(BIN)/ruff check lib stages tests
+	$(BIN)/ruff check lib stages tests tools benchmarks

@@ -1,10 +1,10 @@
 """Benchmark: RPG's training seconds per epoch, where they go, and exact-scoring users/second.
 
-Runs on the real split (data/split/gts) and a tokenizer's long codes (default data/tokenizers/opq) with
+Runs on the real split (data/split/gts) and a tokenizer's long codes (default codes/opq) with
 params.yaml's `rpg` section and `--config` overrides, one subprocess per configuration so that peak RSS is
 per configuration. `--profile N` adds the top operators of N training batches (torch.profiler, CPU time).
 
-    python benchmarks/bench_rpg.py [--epochs 1] [--codes data/tokenizers/opq] \
+    python benchmarks/bench_rpg.py [--epochs 1] [--codes codes/opq] \
         [--config "model.d_model=64 train.precision=32-true" ...] [--profile 20]
 
 Each --config is one space-separated set of overrides (repeatable; none = the params as they are).
@@ -38,6 +38,7 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
     from lib.rpg.config import RPGConfig
     from lib.rpg.training import _module, autocast
     from lib.runs import apply_overrides
+    from lib.trainer import seed_and_pin
 
     section = yaml.safe_load((ROOT / "params.yaml").read_text())["rpg"]
     overrides = {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in sets)}
@@ -45,6 +46,7 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
     (digits, codebook_size), _ = load_codes(codes_dir, "gts", digits_and_codebook)
     split = ROOT / "data/split/gts"
     train, test = pd.read_parquet(split / "train.parquet"), pd.read_parquet(split / "test.parquet")
+    seed_and_pin(cfg.train.seed, cfg.train.threads)  # as the training road does (lib/road.py)
     module, loader, _ = _module(cfg, digits, codebook_size, train)
     opt = module.configure_optimizers()["optimizer"]
     tc = cfg.train
@@ -88,7 +90,7 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--codes", type=Path, default=ROOT / "data/tokenizers/opq", help="codes.npy + meta.json")
+    p.add_argument("--codes", type=Path, default=ROOT / "codes/opq", help="codes.npy + meta.json")
     p.add_argument("--config", action="append", default=[], metavar="'KEY=VALUE ...'",
                    help="one configuration: overrides of the rpg section, space-separated (repeatable)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="profile N training batches")

@@ -44,8 +44,9 @@ def run_one(backbone: str, epochs: int, representation: str, sets: list[str]) ->
     test = pd.read_parquet(split / "test.parquet")
     n_items = len(pd.read_parquet(ROOT / "data/processed/items.parquet", columns=["item"]))
     features = ItemFeatures(
-        content=np.load(ROOT / "data/embed/embeddings.npy") if representation in CONTENT_KINDS else None,
-        codes=np.load(ROOT / "data/tokenizers/rqvae/codes.npy")[:, :-1] if representation in CODE_KINDS else None)
+        content=np.load(ROOT / "data/vectors/minilm/embeddings.npy") if representation in CONTENT_KINDS else None,
+        codes=np.load(ROOT / "codes/rqvae/codes.npy").astype(np.int64)[:, :-1] if representation in CODE_KINDS
+        else None)
     torch.manual_seed(0)
     model = SeqRec(backbone, representation, n_items, cfg.model, features)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)

@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--users", type=int, default=0, help="test users to decode (0 = all)")
     p.add_argument("--checkpoint", type=Path, default=None)
     p.add_argument("--precision", default=None, help="override gpt2_sid.train.precision (training and decoding)")
-    p.add_argument("--codes-dir", type=Path, default=ROOT / "data/tokenizers/rqvae")
+    p.add_argument("--codes-dir", type=Path, default=ROOT / "codes/rqvae")
     args = p.parse_args()
 
     import numpy as np
@@ -52,7 +52,7 @@ def main() -> None:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     meta = read_json(args.codes_dir / "meta.json")
-    vocab = SidVocab.from_meta(np.load(args.codes_dir / "codes.npy"), meta, cfg.model.user_buckets)
+    vocab = SidVocab.from_meta(np.load(args.codes_dir / "codes.npy").astype(np.int64), meta, cfg.model.user_buckets)
     trie = SidTrie(vocab.codes, vocab.sizes)
     split = ROOT / "data/split/gts"
     test = pd.read_parquet(split / "test.parquet")

@@ -79,7 +79,7 @@ def run_seqrec(backbone: str, representation: str, loss: str, data, tmp: Path, a
     from lib.models.item_repr import ItemFeatures
     from lib.models.recommend import recommend
     from lib.models.training import fit, refit
-    from lib.trainer import torch_device
+    from lib.trainer import seed_and_pin, torch_device
 
     train, val, test, codes, _ = data
     warm = np.zeros(N_ITEMS + 1, dtype=bool)
@@ -90,6 +90,7 @@ def run_seqrec(backbone: str, representation: str, loss: str, data, tmp: Path, a
         ModelConfig(d_model=32, n_layers=2, n_heads=2, dropout=0.1, max_len=10),
         TrainConfig(loss=loss, ce_chunk=64, batch_size=16, max_epochs=args.epochs, patience=args.epochs,
                     device=args.device, threads=args.threads, seed=0), top_k=10)
+    seed_and_pin(0, args.threads)  # as the training road does (lib/road.py)
     best, facts = fit(backbone, representation, cfg, train, val, N_ITEMS, features, str(tmp / "ckpt"),
                       progress=False)
     device = torch_device(args.device)
@@ -99,6 +100,7 @@ def run_seqrec(backbone: str, representation: str, loss: str, data, tmp: Path, a
         check(len(set(items.tolist())) == len(items) and items.min() >= 1 and items.max() <= N_ITEMS,
               "recommended items are distinct real items")
     # retrain_on_validation's path: a plain Trainer without validation, then decoding again
+    seed_and_pin(0, args.threads)  # as the training road does (lib/road.py)
     full = refit(backbone, representation, cfg, train, N_ITEMS, features, epochs=1, progress=False)
     check(len(recommend(full.model, test, cfg.top_k, device=device, progress=False)) == len(test), "refit lists")
     return facts
@@ -109,7 +111,7 @@ def run_sid(trie_softmax: bool, data, tmp: Path, args) -> dict:
     from lib.sid.recommend import invalid_rate, recommend
     from lib.sid.training import fit
     from lib.sid.vocab import SidVocab
-    from lib.trainer import torch_device
+    from lib.trainer import seed_and_pin, torch_device
 
     train, val, test, codes, meta = data
     cfg = GPT2SidConfig(
@@ -119,6 +121,7 @@ def run_sid(trie_softmax: bool, data, tmp: Path, args) -> dict:
                        val_users=32, device=args.device, threads=args.threads, seed=0),
         DecodeConfig(beam_width=12, batch_size=8, cold_every=5), top_k=10)
     vocab = SidVocab.from_meta(codes, meta, cfg.model.user_buckets)
+    seed_and_pin(0, args.threads)  # as the training road does (lib/road.py)
     module, facts = fit(cfg, vocab, meta, train, val, str(tmp / "ckpt"), progress=False)
     recs, beams = recommend(module.model, vocab, module.trie, test, cfg, device=torch_device(args.device),
                             progress=False, cold_items=module.cold_items)
@@ -135,13 +138,14 @@ def run_rpg(precision: str, data, tmp: Path, args) -> dict:
     from lib.models.recommend import recommend
     from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
     from lib.rpg.training import autocast, fit, refit
-    from lib.trainer import torch_device
+    from lib.trainer import seed_and_pin, torch_device
 
     train, val, test, codes, _ = data
     digits = np.vstack([np.full(4, -1), np.random.default_rng(2).integers(0, 8, size=(N_ITEMS, 4))])
     cfg = RPGConfig(RPGModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.1, max_len=10),
                     RPGTrainConfig(batch_size=16, warmup_steps=4, max_epochs=args.epochs, patience=args.epochs,
                                    device=args.device, threads=args.threads, precision=precision, seed=0), top_k=10)
+    seed_and_pin(0, args.threads)  # as the training road does (lib/road.py)
     module, facts = fit(cfg, digits, 8, train, val, str(tmp / "ckpt"), progress=False)
     device = torch_device(args.device)
     with autocast(cfg.train, device):
@@ -149,6 +153,7 @@ def run_rpg(precision: str, data, tmp: Path, args) -> dict:
     for items, hist in zip(recs["items"], test["history"], strict=True):
         check(len(items) == min(cfg.top_k + len(set(hist)), N_ITEMS), "recommendation list length")
         check(items.min() >= 1 and items.max() <= N_ITEMS, "recommended items are real items")
+    seed_and_pin(0, args.threads)  # as the training road does (lib/road.py)
     full = refit(cfg, digits, 8, train, epochs=1, progress=False)
     check(len(recommend(full.model, test, cfg.top_k, device=device, progress=False)) == len(test), "refit lists")
     return facts

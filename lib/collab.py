@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib import runs
 from lib.config import ConfigError, from_dict
 from lib.embed import round_embeddings
 
@@ -30,7 +31,8 @@ TABLE_REPRESENTATIONS = ("id", "content_init")
 
 @dataclass(frozen=True)
 class CollabVectorsConfig:
-    """Params `collab_vectors.<name>`: which run's item rows, and how they meet the content."""
+    """Params `vectors.collab.<name>`: which content vectors, which run's item rows, and how they meet."""
+    vectors: str  # a key of params `vectors.embed`: the content part (and the ridge regression's input)
     run: str  # a ranker run (runs.rankers) whose checkpoint holds the rows: data/models/<run>
     protocol: str  # the run's protocol (checked against its run.json): warm = a training item of this split
     weight: float = 1.0  # scale of the L2-normalised collaborative part against the unit content part
@@ -50,7 +52,7 @@ class CollabVectorsConfig:
 def load_entry(params: dict, table: str, name: str, cls: type):
     """Params `<table>.<name>` as a checked `cls`: a table whose entry is the whole config (unlike
     lib.runs.load_table_entry, whose entries override a section). Errors name the key."""
-    entry = (params.get(table) or {}).get(name)
+    entry = runs.table(params, table).get(name)
     if entry is None:
         raise ConfigError(f"{table}.{name}: no such entry in params")
     return from_dict(cls, entry, f"{table}.{name}")

@@ -9,7 +9,7 @@ that file, never a run's name.
 
 Families (each one training stage definition in dvc.yaml, with exactly the inputs it reads):
   rankers           SASRec / GPT-2 scoring every item, item IDs only
-  content_rankers   the same with content embeddings (content_init, content, content_plus_id)
+  content_rankers   the same with item vectors (content_init, content, content_plus_id; `vectors`)
   code_rankers      the same with a tokenizer's codes as item features (Singh et al. 2023)
   generators        GPT-2 generating the next item's Semantic ID (TIGER-style)
   parallel_generators  GPT-2 predicting all digits of a long Semantic ID at once (RPG, Hou et al. 2025)
@@ -42,12 +42,14 @@ class RunSpec:
     backbone: Literal["sasrec", "gpt2"]  # the params section the run starts from (generators: gpt2_sid)
     protocol: str  # a key of params `protocols`: the split it is trained and evaluated on (dvc.yaml needs it)
     representation: str | None = None  # item representation (REPRESENTATIONS[family]); null = the family's first
+    vectors: str | None = None  # a key of params `vectors` (content rankers: the item vectors they read)
     tokenizer: str | None = None  # a key of params `tokenizers` (code rankers and generators)
     set: dict[str, Any] = field(default_factory=dict)  # overrides of the section: dotted key -> value
 
 
 @dataclass(frozen=True)
 class TokenizerSpec:
+    vectors: str  # a key of params `vectors`: the item vectors it quantises (dvc.yaml needs it)
     protocol: str  # whose split's training items the tokenizer is fit on (dvc.yaml needs it)
     set: dict[str, Any] = field(default_factory=dict)  # overrides of the `rqvae` section: key -> value
 
@@ -68,6 +70,10 @@ def parse_run(family: str, name: str, entry: dict | None) -> RunSpec:
     needs_codes = family in ("code_rankers", "generators", "parallel_generators")
     if needs_codes != (spec.tokenizer is not None):
         raise ConfigError(f"{key}.tokenizer: " + ("required for family " if needs_codes else "not used by family ")
+                          + family)
+    needs_vectors = family == "content_rankers"
+    if needs_vectors != (spec.vectors is not None):
+        raise ConfigError(f"{key}.vectors: " + ("required for family " if needs_vectors else "not used by family ")
                           + family)
     if not isinstance(spec.set, dict):
         raise ConfigError(f"{key}.set: expected a mapping of dotted keys")
@@ -114,19 +120,30 @@ def run_info(name: str, family: str, spec: RunSpec, seed: int, n_levels: int | N
     rules: names of list-injection rules applied to the run's lists ("cold_shift", "tiger_cold_start"):
     such a run is an analysis, never a leaderboard row (issue 29).
     """
-    return {"name": name, "family": family, "backbone": spec.backbone, "representation": spec.representation,
+    info = {"name": name, "family": family, "backbone": spec.backbone, "representation": spec.representation,
             "tokenizer": spec.tokenizer, "protocol": spec.protocol, "n_levels": n_levels, "seed": seed,
             "overrides": asdict(spec)["set"], "protocol_version": PROTOCOL_VERSION, "rules": list(rules)}
+    return info | ({"vectors": spec.vectors} if spec.vectors else {})
 
 
-def load_table_entry(params: dict, table: str, name: str, section: str, cls: type, spec_cls: type | None = None):
+def table(params: dict, dotted: str) -> dict:
+    """Params table `dotted` (`tokenizers`, or a kind of a table: `vectors.embed`); {} when absent."""
+    node = params
+    for part in dotted.split("."):
+        node = (node or {}).get(part) if isinstance(node, dict) else None
+    return node or {}
+
+
+def load_table_entry(params: dict, table_name: str, name: str, section: str, cls: type,
+                     spec_cls: type | None = None):
     """(entry spec, config) of a table whose entries override one section: `protocols` (the entry *is*
-    the overrides of `split`) or `tokenizers` (TokenizerSpec: protocol + `set` overrides of `rqvae`)."""
-    entry = (params.get(table) or {}).get(name)
+    the overrides of `split`), `tokenizers` (TokenizerSpec: vectors, protocol + `set` overrides of
+    `rqvae`) or `vectors.embed` (lib/vectors.py EmbedVectorsSpec: `set` overrides of `embed`)."""
+    entry = table(params, table_name).get(name)
     if entry is None:
-        raise ConfigError(f"{table}.{name}: no such entry in params")
-    spec = from_dict(spec_cls, entry, f"{table}.{name}") if spec_cls else None
-    overrides, where = (spec.set, f"{table}.{name}.set") if spec_cls else (entry, f"{table}.{name}")
+        raise ConfigError(f"{table_name}.{name}: no such entry in params")
+    spec = from_dict(spec_cls, entry, f"{table_name}.{name}") if spec_cls else None
+    overrides, where = (spec.set, f"{table_name}.{name}.set") if spec_cls else (entry, f"{table_name}.{name}")
     return spec, from_dict(cls, apply_overrides(params.get(section), overrides, where, cls), section)
 
 

@@ -95,6 +95,24 @@ class EpochTimer(Callback):
                  trainer.max_epochs, float(m.get("train/loss", float("nan"))), val, best, self.seconds[-1], last, eta)
 
 
+def seed_and_pin(seed: int, threads: int) -> None:
+    """Seed Python, numpy and torch (dataloader workers too) and fix torch's CPU thread count (0 = leave it):
+    what makes a training reproducible. Called by the training road (lib/road.py) right before each fit."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def train_epochs(module: L.LightningModule, loader, tc, epochs: int, progress: bool = True) -> L.LightningModule:
+    """Train `module` for exactly `epochs` epochs, nothing validated or checkpointed (a refit on train + the
+    validation period, whose epoch count validation chose). `tc`: a train config (device, devices)."""
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
+                        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
+                        enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)
+    trainer.fit(module, loader)
+    return module
+
+
 def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, ckpt_dir: str,
                        logger=None, progress: bool = True) -> tuple[str, dict]:
     """Train `module` until val NDCG@10 stops improving for `tc.patience` validations.

@@ -22,3 +22,4 @@ def load_catalogue(split_dir: Path, n_items: int) -> pd.DataFrame:
         return catalogue.check(pd.read_parquet(path), n_items, str(path))
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+

@@ -32,7 +32,7 @@ def load_codes(codes_dir: Path, protocol: str, parse: Callable[[np.ndarray, dict
     meta = read_json(codes_dir / "meta.json")
     try:
         check_codes_protocol(meta, protocol, codes_dir)
-        return parse(np.load(path), meta), meta
+        return parse(np.load(path).astype(np.int64), meta), meta  # stored compact (stages/tokenizer.py)
     except (KeyError, ValueError) as e:
         raise SystemExit(f"error: bad tokenizer output in {codes_dir}: {e}") from None
 

@@ -59,5 +59,11 @@ def checked(params_path: Path, build: Callable[[dict], T]) -> T:
         sys.exit(f"error: bad params in {params_path}: {e}")
 
 
+def dvclive_logger(directory: Path):
+    """The Lightning logger of the training stages: dvclive curves in `directory` (lib stays logger-agnostic)."""
+    from dvclive.lightning import DVCLiveLogger
+    return DVCLiveLogger(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -1,10 +1,10 @@
 """Stage `collab_vectors@<name>`: content embeddings + a trained ranker's item rows -> collaborative vectors.
 
-Params `collab_vectors.<name>` (lib/collab.py): the run whose checkpoint holds the learned rows and how
-the two parts are weighed. Warm items (an interaction in the data the run was fit on: train.parquet, or
-train_full.parquet under a refit protocol, whose model.ckpt is the refit one) keep their learned row;
+Params `vectors.collab.<name>` (lib/collab.py): the content vectors, the run whose checkpoint holds the
+learned rows and how the two parts are weighed. Warm items (an interaction in the data the run was fit on:
+train.parquet, or train_full.parquet under a refit protocol, whose model.ckpt is the refit one) keep their learned row;
 the others get a ridge prediction from their content. Writes embeddings.npy in the embed stage's
-contract, so the tokenizer reads it like data/embed (stage collab_tokenizer).
+contract (lib/vectors.py), so a tokenizer reads it like any item vectors.
 """
 import numpy as np
 import pandas as pd
@@ -15,10 +15,11 @@ from lib.cold import untrained
 from lib.collab import CollabVectorsConfig, check_run, collab_vectors, item_rows, load_entry
 from lib.io import read_json, write_json, write_npy
 from lib.tokenizers.codes import check_embeddings
+from lib.vectors import check_vectors_meta
 
 
 def _name_flag(p) -> None:
-    p.add_argument("--name", required=True, help="a key of params `collab_vectors`")
+    p.add_argument("--name", required=True, help="a key of params `vectors.collab`")
 
 
 def main(argv=None) -> None:
@@ -31,10 +32,11 @@ def main(argv=None) -> None:
         "out-dir": "output directory: embeddings.npy (N+1, dim + d), collab.npy (N+1, d), meta.json",
         "metrics": "output: metrics JSON (regressor quality, warm/cold counts)",
     }, extra=_name_flag, argv=argv)
-    cfg = checked(args.params, lambda prm: load_entry(prm, "collab_vectors", args.name, CollabVectorsConfig))
+    cfg = checked(args.params, lambda prm: load_entry(prm, "vectors.collab", args.name, CollabVectorsConfig))
     setup_logging()
     try:
         emb_meta = read_json(args.embed_meta)
+        check_vectors_meta(emb_meta, cfg.vectors, cfg.protocol, args.embed_meta)
         content = np.load(args.embeddings)
         n_items = emb_meta["n_items"]
         check_embeddings(content, n_items, emb_meta.get("dim"))
@@ -53,7 +55,8 @@ def main(argv=None) -> None:
     write_npy(vectors, args.out_dir / "embeddings.npy")
     write_npy(collab, args.out_dir / "collab.npy")
     write_json({
-        "name": args.name, "model": f"{emb_meta.get('model')}+collab:{cfg.run}", "source": emb_meta.get("source"),
+        "name": args.name, "vectors": cfg.vectors, "model": f"{emb_meta.get('model')}+collab:{cfg.run}",
+        "source": emb_meta.get("source"),
         "run": cfg.run, "representation": run.get("representation"), "protocol": cfg.protocol,
         "dim": int(vectors.shape[1]), "content_dim": facts["content_dim"], "collab_dim": facts["collab_dim"],
         "weight": cfg.weight, "ridge_alpha": cfg.ridge_alpha, "n_items": n_items,

@@ -12,11 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from _common import load_section, setup_logging, stage_args
-from lib.io import read_json, write_figure, write_json, write_text
+from lib.io import atomic_dir, read_json, write_figure, write_json, write_text
 from lib.plots import at_k_figure, codebook_usage_figure, cold_warm_figure, curves_figure
 from lib.report import ReportConfig, ReportInputs, render
-
-OWN_FILES = ("*.png", "*.md")  # what this stage writes into its output directories (stale ones are removed)
 
 
 def _jsons(directory: Path) -> dict[str, dict]:
@@ -42,12 +40,6 @@ def _draw(kind: str, name: str, data):
     if kind == "curves":
         return curves_figure(data, f"Validation NDCG@10 ({name.removeprefix('val_curves_')})", "NDCG@10")
     return codebook_usage_figure(data)
-
-
-def _clear(directory: Path) -> None:
-    for pattern in OWN_FILES:
-        for f in directory.glob(pattern) if directory.is_dir() else []:
-            f.unlink()
 
 
 def main() -> None:
@@ -95,12 +87,11 @@ def main() -> None:
         report = render(inp, cfg, links)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    _clear(args.figures_dir)
-    _clear(args.protocols_dir)
-    for name, (kind, data) in report.figures.items():
-        write_figure(_draw(kind, name, data), args.figures_dir / f"{name}.png", dpi=110)
-    for name, text in report.appendices.items():
-        write_text(text, args.protocols_dir / f"{name}.md")
+    with atomic_dir(args.figures_dir) as figures, atomic_dir(args.protocols_dir) as protocols:
+        for name, (kind, data) in report.figures.items():
+            write_figure(_draw(kind, name, data), figures / f"{name}.png", dpi=110)
+        for name, text in report.appendices.items():
+            write_text(text, protocols / f"{name}.md")
     write_text(report.markdown, args.results)
     write_json(report.leaderboard, args.leaderboard)
 

@@ -1,4 +1,4 @@
-"""benchmarks/cold_id_ridge.py: cold ID rows of a fusion model predicted from content, checked by brute force."""
+"""tools/cold_id_ridge.py: cold ID rows of a fusion model predicted from content, checked by brute force."""
 import importlib.util
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import torch
 from tests.models.test_seqrec import N_ITEMS, model
 
 spec = importlib.util.spec_from_file_location("cold_id_ridge",
-                                              Path(__file__).parent.parent / "benchmarks" / "cold_id_ridge.py")
+                                              Path(__file__).parent.parent / "tools" / "cold_id_ridge.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 

@@ -35,19 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(("family", "extra", "representation"), [
     ("rankers", {}, "id"),
-    ("content_rankers", {}, "content_init"),
+    ("content_rankers", {"vectors": "minilm"}, "content_init"),
     ("code_rankers", {"tokenizer": "rqvae"}, "sid_unigram"),
     ("generators", {"tokenizer": "rqvae"}, "sid"),
 ])
 def test_parse_run_default_representation(family, extra, representation):
     spec = parse_run(family, "r", {"backbone": "gpt2", "protocol": "gts", **extra})
     assert spec == RunSpec(backbone="gpt2", protocol="gts", representation=representation,
-                           tokenizer=extra.get("tokenizer"), set={})
+                           tokenizer=extra.get("tokenizer"), vectors=extra.get("vectors"), set={})
 
 
 def test_parse_run_keeps_an_allowed_representation_and_overrides():
-    spec = parse_run("content_rankers", "c", {"backbone": "sasrec", "protocol": "loo",
+    spec = parse_run("content_rankers", "c", {"backbone": "sasrec", "protocol": "loo", "vectors": "title",
                                               "representation": "content_plus_id", "set": {"train.seed": 1}})
+    assert spec.vectors == "title" and run_info("c", "content_rankers", spec, seed=1)["vectors"] == "title"
     assert spec.representation == "content_plus_id" and spec.set == {"train.seed": 1} and spec.protocol == "loo"
 
 
@@ -57,6 +58,8 @@ def test_parse_run_refuses_a_representation_of_another_family(family, representa
     entry = {"backbone": "sasrec", "protocol": "gts", "representation": representation}
     if family in ("code_rankers", "generators"):
         entry["tokenizer"] = "rqvae"
+    if family == "content_rankers":
+        entry["vectors"] = "minilm"
     with pytest.raises(ConfigError, match=rf"^runs\.{family}\.x\.representation: '{representation}' is not one of"):
         parse_run(family, "x", entry)
 
@@ -70,7 +73,16 @@ def test_parse_run_requires_a_tokenizer_for_code_families(family):
 @pytest.mark.parametrize("family", ["rankers", "content_rankers"])
 def test_parse_run_refuses_a_tokenizer_for_rankers(family):
     with pytest.raises(ConfigError, match=rf"^runs\.{family}\.x\.tokenizer: not used by family {family}"):
-        parse_run(family, "x", {"backbone": "sasrec", "protocol": "gts", "tokenizer": "rqvae"})
+        parse_run(family, "x", {"backbone": "sasrec", "protocol": "gts", "tokenizer": "rqvae", "vectors": "minilm"})
+
+
+@pytest.mark.parametrize(("family", "extra"), [("rankers", {}), ("code_rankers", {"tokenizer": "t"}),
+                                               ("generators", {"tokenizer": "t"})])
+def test_parse_run_item_vectors_are_named_by_content_runs_only(family, extra):
+    with pytest.raises(ConfigError, match=r"^runs\.content_rankers\.x\.vectors: required"):
+        parse_run("content_rankers", "x", {"backbone": "sasrec", "protocol": "gts"})
+    with pytest.raises(ConfigError, match=rf"^runs\.{family}\.x\.vectors: not used by family {family}"):
+        parse_run(family, "x", {"backbone": "gpt2", "protocol": "gts", "vectors": "minilm", **extra})
 
 
 def test_parse_run_errors_name_the_key():
@@ -137,7 +149,8 @@ def _params() -> dict:
         "gpt2": {"model": {"d_model": 48, "n_heads": 2}},
         "gpt2_sid": {"model": {"d_model": 128}, "train": {"seed": 7}},
         "rqvae": {"levels": 3, "codebook_size": 64},
-        "tokenizers": {"rq": {"protocol": "gts"}, "km": {"protocol": "loo", "set": {"method": "kmeans_typo"}}},
+        "tokenizers": {"rq": {"vectors": "v", "protocol": "gts"},
+                       "km": {"vectors": "v", "protocol": "loo", "set": {"method": "kmeans_typo"}}},
         "runs": {
             "rankers": {"a": {"backbone": "sasrec", "protocol": "gts", "set": {"train.seed": 1, "model.dropout": 0.1}},
                         "bad_type": {"backbone": "sasrec", "protocol": "gts", "set": {"train.seed": "one"}}},
@@ -204,13 +217,13 @@ class _Tok:  # a stand-in for the `rqvae` section's RQVAEConfig (importing it pu
 def test_load_table_entry_tokenizers_have_protocol_and_set():
     params = _params()
     spec, cfg = load_table_entry(params, "tokenizers", "rq", "rqvae", _Tok, TokenizerSpec)
-    assert spec == TokenizerSpec(protocol="gts", set={}) and cfg == _Tok(levels=3, codebook_size=64)
+    assert spec == TokenizerSpec(vectors="v", protocol="gts", set={}) and cfg == _Tok(levels=3, codebook_size=64)
     spec, cfg = load_table_entry(params, "tokenizers", "km", "rqvae", _Tok, TokenizerSpec)
     assert spec.protocol == "loo" and cfg == _Tok(method="kmeans_typo", codebook_size=64)
-    params["tokenizers"]["bad"] = {"protocol": "gts", "set": {"level": 4}}
+    params["tokenizers"]["bad"] = {"vectors": "v", "protocol": "gts", "set": {"level": 4}}
     with pytest.raises(ConfigError, match=r"^tokenizers\.bad\.set\.level: no such key"):
         load_table_entry(params, "tokenizers", "bad", "rqvae", _Tok, TokenizerSpec)
-    params["tokenizers"]["noproto"] = {"set": {}}
+    params["tokenizers"]["noproto"] = {"vectors": "v", "set": {}}
     with pytest.raises(ConfigError, match=r"^tokenizers\.noproto: .*protocol"):
         load_table_entry(params, "tokenizers", "noproto", "rqvae", _Tok, TokenizerSpec)
 
@@ -247,10 +260,13 @@ def test_real_params_families_are_known_and_expanded_by_dvc_yaml():
 def test_real_run_parses_and_loads(family, name):
     spec = parse_run(family, name, PARAMS["runs"][family][name])
     assert spec.protocol in PARAMS["protocols"]
-    if spec.tokenizer is not None:  # tokenizers over other vectors (lib/vectors.py) write data/tokenizers/ too
-        tokenizers = {**PARAMS["tokenizers"], **PARAMS.get("vector_tokenizers", {})}
-        assert spec.tokenizer in tokenizers
-        assert tokenizers[spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
+    vectors = {name: e for kind in PARAMS["vectors"].values() for name, e in kind.items()}
+    if spec.tokenizer is not None:
+        assert spec.tokenizer in PARAMS["tokenizers"]
+        assert PARAMS["tokenizers"][spec.tokenizer]["protocol"] == spec.protocol, "codes fit on another split"
+    if spec.vectors is not None:
+        assert spec.vectors in vectors and (vectors[spec.vectors] or {}).get("protocol", spec.protocol) == \
+            spec.protocol, "vectors built from another split's training data"
     cls = {"generators": GPT2SidConfig, "parallel_generators": RPGConfig}.get(family, SeqRecConfig)
     _, cfg = load_run(PARAMS, family, name, cls)
     assert isinstance(cfg, cls)
@@ -265,9 +281,10 @@ def test_real_protocols_and_tokenizers_load():
     from lib.tokenizers.rqvae import RQVAEConfig
     for name in PARAMS["protocols"]:
         load_table_entry(PARAMS, "protocols", name, "split", SplitConfig)
+    vectors = {name for kind in PARAMS["vectors"].values() for name in kind}
     for name in PARAMS["tokenizers"]:
         spec, _ = load_table_entry(PARAMS, "tokenizers", name, "rqvae", RQVAEConfig, TokenizerSpec)
-        assert spec.protocol in PARAMS["protocols"]
+        assert spec.protocol in PARAMS["protocols"] and spec.vectors in vectors
 
 
 def test_real_study_core_and_report_baseline_exist():

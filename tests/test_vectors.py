@@ -1,6 +1,6 @@
-"""lib/vectors.py and the stages around data/vectors/<name>: text_vectors (the embed stage under overrides),
-vector_tokenizer on text vectors, train_vector_rankers + evaluate on a tiny synthetic split; the repository's
-tables load."""
+"""lib/vectors.py and the stages around data/vectors/<name>: embed@<name> (the `embed` section under an entry's
+overrides), a tokenizer on text vectors, a content run on other vectors + evaluate on a tiny synthetic split; the
+repository's tables load."""
 from __future__ import annotations
 
 import json
@@ -15,15 +15,8 @@ import yaml
 
 from lib.config import ConfigError
 from lib.embed import WORDLLAMA, EmbedConfig, embed_items
-from lib.models.config import SeqRecConfig
-from lib.runs import load_table_entry
-from lib.vectors import (
-    TextVectorsSpec,
-    VectorTokenizerSpec,
-    check_names,
-    check_vectors_meta,
-    load_vector_run,
-)
+from lib.runs import TokenizerSpec, load_table_entry
+from lib.vectors import DEFAULT_VECTORS, KINDS, EmbedVectorsSpec, check_names, check_vectors_meta
 from tests.conftest import write_catalogue
 from tests.models.test_training import N_ITEMS, tiny_split
 from tests.test_embed import fake_encode, item_table
@@ -40,10 +33,10 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 # --- lib/vectors.py ---------------------------------------------------------------------------------------
 
 def test_names_shared_between_tables_of_one_namespace_are_refused():
-    check_names({"tokenizers": ["rqvae", "opq"], "vector_tokenizers": ["rqvae_title"], "none": None}, "x/<name>")
-    with pytest.raises(ConfigError, match=r"'rqvae' is a key of tokenizers and vector_tokenizers: each would "
-                                          r"write data/tokenizers/<name>"):
-        check_names({"tokenizers": ["rqvae"], "vector_tokenizers": ["rqvae", "x"]}, "data/tokenizers/<name>")
+    check_names({"embed": ["minilm", "title"], "collab": ["collab"], "none": None}, "x/<name>")
+    with pytest.raises(ConfigError, match=r"'title' is a key of embed and collab: each would "
+                                          r"write data/vectors/<name>"):
+        check_names({"embed": ["title"], "collab": ["title", "x"]}, "data/vectors/<name>")
 
 
 def test_vectors_meta_must_name_the_vectors_and_a_protocol_the_reader_may_use():
@@ -55,50 +48,29 @@ def test_vectors_meta_must_name_the_vectors_and_a_protocol_the_reader_may_use():
         check_vectors_meta({"name": "collab", "protocol": "gts"}, "collab", "loo", "m.json")
 
 
-def test_vector_run_entries_are_checked_and_name_their_key():
-    params = {"sasrec": {"train": {"seed": 7}},
-              "vector_rankers": {"r": {"vectors": "title", "backbone": "sasrec", "protocol": "gts",
-                                       "set": {"train.max_epochs": 3}}}}
-    vectors, spec, cfg = load_vector_run(params, "vector_rankers", "r", SeqRecConfig)
-    assert vectors == "title" and spec.representation == "content_init"  # the content family's first
-    assert cfg.train.max_epochs == 3 and cfg.train.seed == 7
-    for bad, match in (({"vectors": None}, r"vector_rankers.r.vectors: required"),
-                       ({"representation": "sid_unigram"}, r"vector_rankers.r.representation: 'sid_unigram'"),
-                       ({"tokenizer": "rqvae"}, r"vector_rankers.r.tokenizer: not used"),
-                       ({"set": {"train.max_epoch": 1}}, r"vector_rankers.r.set.train.max_epoch"),
-                       ({"protocl": "gts"}, r"vector_rankers.r: unknown key")):
-        entry = {**params["vector_rankers"]["r"], **bad}
-        with pytest.raises(ConfigError, match=match):
-            load_vector_run({**params, "vector_rankers": {"r": entry}}, "vector_rankers", "r", SeqRecConfig)
-    with pytest.raises(ConfigError, match="vector_rankers.nope: no such entry"):
-        load_vector_run(params, "vector_rankers", "nope", SeqRecConfig)
-
-
-def test_real_vector_tables_load_and_agree():
+def test_real_vector_table_and_its_readers_agree():
     from lib.tokenizers.rqvae import RQVAEConfig
-    text, collab = PARAMS["text_vectors"], PARAMS["collab_vectors"]
-    check_names({"text_vectors": text, "collab_vectors": collab}, "data/vectors/<name>")
-    for name in text:
-        _, cfg = load_table_entry(PARAMS, "text_vectors", name, "embed", EmbedConfig, TextVectorsSpec)
-        assert isinstance(cfg, EmbedConfig)
-    assert load_table_entry(PARAMS, "text_vectors", "title", "embed", EmbedConfig, TextVectorsSpec)[1].template == \
+    table = PARAMS["vectors"]
+    assert set(table) == set(KINDS) and DEFAULT_VECTORS in table["embed"]
+    check_names({kind: table[kind] for kind in KINDS}, "data/vectors/<name>")
+    for name in table["embed"]:
+        assert isinstance(load_table_entry(PARAMS, "vectors.embed", name, "embed", EmbedConfig, EmbedVectorsSpec)[1],
+                          EmbedConfig)
+    assert load_table_entry(PARAMS, "vectors.embed", "title", "embed", EmbedConfig, EmbedVectorsSpec)[1].template == \
         "title"
-    assert load_table_entry(PARAMS, "text_vectors", "wordllama", "embed", EmbedConfig, TextVectorsSpec)[1].model == \
+    assert load_table_entry(PARAMS, "vectors.embed", "wordllama", "embed", EmbedConfig, EmbedVectorsSpec)[1].model == \
         WORDLLAMA
-    for name in PARAMS["vector_tokenizers"]:
-        spec, _ = load_table_entry(PARAMS, "vector_tokenizers", name, "rqvae", RQVAEConfig, VectorTokenizerSpec)
-        assert spec.vectors in {**text, **collab} and spec.protocol in PARAMS["protocols"]
-    runs = {n for family in PARAMS["runs"].values() for n in family}
-    assert not runs & set(PARAMS["vector_rankers"]), "results/<name> is shared with the runs table"
-    for name in PARAMS["vector_rankers"]:
-        vectors, spec, _ = load_vector_run(PARAMS, "vector_rankers", name, SeqRecConfig)
-        assert vectors in {**text, **collab} and spec.protocol in PARAMS["protocols"]
-        if vectors in collab:
-            assert collab[vectors]["protocol"] == spec.protocol
-    assert set(PARAMS["study"]["content_reps"]) <= runs | set(PARAMS["vector_rankers"])
+    protocol_of = {**{n: None for n in table["embed"]}, **{n: e["protocol"] for n, e in table["collab"].items()}}
+    readers = [(f"tokenizers.{n}", e) for n, e in PARAMS["tokenizers"].items()] + \
+        [(f"runs.content_rankers.{n}", e) for n, e in PARAMS["runs"]["content_rankers"].items()]
+    for key, entry in readers:
+        assert entry["vectors"] in protocol_of, f"{key}: no such vectors"
+        assert protocol_of[entry["vectors"]] in (None, entry["protocol"]), f"{key}: vectors of another split"
+    for name in PARAMS["tokenizers"]:
+        load_table_entry(PARAMS, "tokenizers", name, "rqvae", RQVAEConfig, TokenizerSpec)
 
 
-# --- stage text_vectors -----------------------------------------------------------------------------------
+# --- stage embed@<name> --------------------------------------------------------------------------------------
 
 @pytest.fixture
 def items() -> pd.DataFrame:
@@ -109,11 +81,9 @@ def items() -> pd.DataFrame:
 
 
 @pytest.fixture
-def stages(monkeypatch):
-    """The stage modules as the scripts import each other (siblings), with a fake encoder and no thread pin."""
+def embed(monkeypatch):
+    """stages/embed.py as a module, with a fake encoder (recording the configs it gets) and no thread pin."""
     monkeypatch.syspath_prepend(str(ROOT / "stages"))
-    import text_vectors
-
     import embed
     loaded = []
 
@@ -123,61 +93,57 @@ def stages(monkeypatch):
 
     monkeypatch.setattr(embed, "load_encoder", fake_load)
     monkeypatch.setattr(embed, "pin_threads", lambda n: None)  # in-process: leave this pytest's threads alone
-    return embed, text_vectors, loaded
+    return embed, loaded
 
 
-def test_text_vectors_stage_is_the_embed_stage_under_its_overrides(tmp_path, items, stages, monkeypatch):
-    embed, text_vectors, loaded = stages
+def _embed_args(tmp: Path, name: str, out: str = "o") -> list[str]:
+    return ["--name", name, "--items", str(tmp / "items.parquet"), "--out-dir", str(tmp / out),
+            "--metrics", str(tmp / f"{out}.json"), "--params", str(tmp / "params.yaml")]
+
+
+def test_embed_stage_is_the_embed_section_under_the_entrys_overrides(tmp_path, items, embed):
+    embed, loaded = embed
     items.to_parquet(tmp_path / "items.parquet")
-    params = {"embed": {"model": "fake", "template": "all", "batch_size": 2},
-              "text_vectors": {"title": {"set": {"template": "title"}}}, "collab_vectors": {"c": {}}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = tmp_path / "vectors/title"
-    text_vectors.main(["--name", "title", "--items", str(tmp_path / "items.parquet"), "--out-dir", str(out),
-                       "--metrics", str(tmp_path / "m.json"), "--params", str(tmp_path / "params.yaml")])
-    assert loaded[0] == EmbedConfig(model="fake", template="title", batch_size=2)  # section + overrides
-    emb, meta = np.load(out / "embeddings.npy"), json.loads((out / "meta.json").read_text())
-    np.testing.assert_array_equal(emb, embed_items(items, loaded[0], fake_encode)[0])
-    np.testing.assert_array_equal(emb[1], emb[4])  # the title alone: items 1 and 4 are one text
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "embed": {"model": "fake", "template": "all", "batch_size": 2},
+        "vectors": {"embed": {"all": {}, "title": {"set": {"template": "title"}}}}}))
+    embed.main(_embed_args(tmp_path, "title", "title"))
+    embed.main(_embed_args(tmp_path, "all", "all"))
+    assert loaded == [EmbedConfig(model="fake", template="title", batch_size=2),  # section + overrides
+                      EmbedConfig(model="fake", template="all", batch_size=2)]
+    title, full = (np.load(tmp_path / f"{n}/embeddings.npy") for n in ("title", "all"))
+    np.testing.assert_array_equal(title, embed_items(items, loaded[0], fake_encode)[0])
+    np.testing.assert_array_equal(title[1], title[4])  # the title alone: items 1 and 4 are one text
+    assert not np.array_equal(full[1], full[4])
+    meta = json.loads((tmp_path / "title/meta.json").read_text())
     assert meta["name"] == "title" and meta["protocol"] is None and meta["template"] == "title"
     assert meta["n_items"] == 4 and meta["dim"] == 8 and meta["source"] == "name:fake"
-    assert json.loads((tmp_path / "m.json").read_text())["name"] == "title"
-    # the embed stage itself, on a params file whose `embed` section is the overridden one: the same bytes
-    (tmp_path / "direct.yaml").write_text(yaml.safe_dump({"embed": {**params["embed"], "template": "title"}}))
-    monkeypatch.setattr(sys, "argv", ["embed.py", "--items", str(tmp_path / "items.parquet"), "--out-dir",
-                                      str(tmp_path / "direct"), "--metrics", str(tmp_path / "d.json"),
-                                      "--params", str(tmp_path / "direct.yaml")])
-    embed.main()
-    assert (tmp_path / "direct/embeddings.npy").read_bytes() == (out / "embeddings.npy").read_bytes()
-    direct = json.loads((tmp_path / "direct/meta.json").read_text())
-    assert {k: v for k, v in meta.items() if k not in ("name", "protocol")} == direct
+    assert json.loads((tmp_path / "title.json").read_text())["name"] == "title"
 
 
-def test_text_vectors_stage_errors_name_the_key(tmp_path, items, stages):
-    _, text_vectors, _ = stages
+def test_embed_stage_errors_name_the_key(tmp_path, items, embed):
+    embed, _ = embed
     items.to_parquet(tmp_path / "items.parquet")
-    args = ["--name", "t", "--items", str(tmp_path / "items.parquet"), "--out-dir", str(tmp_path / "o"),
-            "--metrics", str(tmp_path / "m.json"), "--params", str(tmp_path / "params.yaml")]
-    for params, match in (({"text_vectors": {"t": {"set": {"templat": "title"}}}}, "text_vectors.t.set.templat"),
-                          ({"text_vectors": {"t": {"set": {"template": "nope"}}}}, "embed.template"),
-                          ({"text_vectors": {"t": {}}, "collab_vectors": {"t": {}}},
-                           "'t' is a key of text_vectors and collab_vectors")):
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"embed": {"model": "fake"}, **params}))
+    for entry, match in (({"set": {"templat": "title"}}, "vectors.embed.t.set.templat"),
+                         ({"set": {"template": "nope"}}, "embed.template"),
+                         ({"sett": {}}, "vectors.embed.t: unknown key")):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"embed": {"model": "fake"},
+                                                              "vectors": {"embed": {"t": entry}}}))
         with pytest.raises(SystemExit, match=match):
-            text_vectors.main(args)
+            embed.main(_embed_args(tmp_path, "t"))
+    with pytest.raises(SystemExit, match="vectors.embed.nope: no such entry"):
+        embed.main(_embed_args(tmp_path, "nope"))
     assert not (tmp_path / "o").exists()
 
 
-def test_text_vectors_stage_with_the_shipped_wordllama(tmp_path, items):
+def test_embed_stage_with_the_shipped_wordllama(tmp_path, items):
     """The real second encoder, offline, as dvc.yaml runs the stage (a subprocess): WordLlama's 256 dims,
     named by its package in meta.json."""
     pytest.importorskip("wordllama")
     items.to_parquet(tmp_path / "items.parquet")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "embed": {"device": "cpu"}, "text_vectors": {"wl": {"set": {"model": WORDLLAMA}}}}))
-    p = _run([sys.executable, str(ROOT / "stages/text_vectors.py"), "--name", "wl", "--items",
-              str(tmp_path / "items.parquet"), "--out-dir", str(tmp_path / "wl"), "--metrics", str(tmp_path / "m.json"),
-              "--params", str(tmp_path / "params.yaml")], tmp_path)
+        "embed": {"device": "cpu"}, "vectors": {"embed": {"wl": {"set": {"model": WORDLLAMA}}}}}))
+    p = _run([sys.executable, str(ROOT / "stages/embed.py"), *_embed_args(tmp_path, "wl", "wl")], tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     emb, meta = np.load(tmp_path / "wl/embeddings.npy"), json.loads((tmp_path / "wl/meta.json").read_text())
     assert emb.shape == (5, 256) and not emb[0].any()
@@ -186,7 +152,7 @@ def test_text_vectors_stage_with_the_shipped_wordllama(tmp_path, items):
     assert meta["name"] == "wl" and meta["protocol"] is None and meta["max_seq_length"] is None
 
 
-# --- stage vector_tokenizer on text vectors ---------------------------------------------------------------
+# --- stage tokenizer on text vectors --------------------------------------------------------------------------
 
 def _split(d: Path, train_items: range, n_items: int = 20) -> Path:
     d.mkdir(parents=True)
@@ -198,21 +164,22 @@ def _split(d: Path, train_items: range, n_items: int = 20) -> Path:
     return d
 
 
-def test_vector_tokenizer_fits_text_vectors_on_its_own_protocols_training_items(tmp_path):
+def test_tokenizer_fits_text_vectors_on_its_own_protocols_training_items(tmp_path):
     n = 20
     np.save(tmp_path / "emb.npy", clusters(n_clusters=4, per=5, dim=8))  # (21, 8)
     (tmp_path / "meta.json").write_text(json.dumps({"name": "tv", "protocol": None, "model": "fake", "dim": 8,
                                                      "n_items": n}))
     splits = {"gts": _split(tmp_path / "gts", range(1, 19)), "loo": _split(tmp_path / "loo", range(1, 16))}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "rqvae": {**TINY, "hidden": [32], "method": "rqkmeans"}, "tokenizers": {"rqvae": {"protocol": "gts"}},
-        "vector_tokenizers": {"tg": {"vectors": "tv", "protocol": "gts"}, "tl": {"vectors": "tv", "protocol": "loo"},
-                              "tw": {"vectors": "other", "protocol": "gts"}}}))
+        "rqvae": {**TINY, "hidden": [32], "method": "rqkmeans"},
+        "tokenizers": {"tg": {"vectors": "tv", "protocol": "gts"}, "tl": {"vectors": "tv", "protocol": "loo"},
+                       "tw": {"vectors": "other", "protocol": "gts"}}}))
 
     def args(name: str, protocol: str) -> list[str]:
-        return [sys.executable, str(ROOT / "stages/vector_tokenizer.py"), "--name", name,
+        return [sys.executable, str(ROOT / "stages/tokenizer.py"), "--name", name,
                 "--embeddings", str(tmp_path / "emb.npy"), "--embed-meta", str(tmp_path / "meta.json"),
-                "--split-dir", str(splits[protocol]), "--out-dir", str(tmp_path / "tok" / name),
+                "--split-dir", str(splits[protocol]), "--codes-dir", str(tmp_path / "tok" / name),
+                "--state-dir", str(tmp_path / "state" / name),
                 "--metrics", str(tmp_path / f"{name}.json"), "--plots-dir", str(tmp_path / "plots" / name),
                 "--params", str(tmp_path / "params.yaml")]
 
@@ -223,12 +190,12 @@ def test_vector_tokenizer_fits_text_vectors_on_its_own_protocols_training_items(
         meta = json.loads((tmp_path / f"tok/{name}/meta.json").read_text())
         assert codes.shape == (n + 1, 3) and len(np.unique(codes[1:], axis=0)) == n  # unique Semantic IDs
         assert meta["name"] == name and meta["protocol"] == protocol and meta["fit_item_count"] == fit
-        assert meta["embeddings"] == {"model": "fake", "dim": 8}
+        assert meta["vectors"] == "tv" and meta["embeddings"] == {"model": "fake", "dim": 8}
     p = _run(args("tw", "gts"), tmp_path)
     assert p.returncode != 0 and "holds vectors 'tv', not 'other'" in p.stderr and "Traceback" not in p.stderr
 
 
-# --- stages train_vector_rankers + evaluate on a tiny split -----------------------------------------------
+# --- a content run on other vectors + evaluate on a tiny split ------------------------------------------------
 
 SASREC = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "dropout": 0.0, "max_len": 8},
           "train": {"max_epochs": 2, "patience": 2, "batch_size": 16, "lr": 0.01, "device": "cpu", "threads": 1},
@@ -257,37 +224,30 @@ def ranker_inputs(tmp_path_factory) -> Path:
     (vec / "meta.json").write_text(json.dumps({"name": "tv", "protocol": None, "n_items": N_ITEMS, "dim": 8}))
     (tmp / "params.yaml").write_text(yaml.safe_dump({
         "sasrec": SASREC, "evaluate": {"ks": [1, 5], "control_k": 5},
-        "vector_rankers": {"vr": {"vectors": "tv", **ENTRY}, "vloo": {"vectors": "tv", **ENTRY, "protocol": "loo"},
-                           "clash": {"vectors": "tv", **ENTRY}, "other": {"vectors": "nope", **ENTRY}},
-        "runs": {"content_rankers": {"same": ENTRY, "clash": ENTRY}}}))
+        "runs": {"content_rankers": {"vr": {"vectors": "tv", **ENTRY}, "vloo": {"vectors": "tv", **ENTRY,
+                                                                                 "protocol": "loo"},
+                                     "other": {"vectors": "nope", **ENTRY}}}}))
     return tmp
 
 
-def _train_args(tmp: Path, out: Path, script: str, run: str) -> list[str]:
-    head = ([str(ROOT / "stages/train_vector_ranker.py"), "--embed-meta", str(tmp / "vectors/meta.json")]
-            if script == "vector" else [str(ROOT / "stages/train_seqrec.py"), "--family", "content_rankers"])
-    return [sys.executable, *head, "--run", run, "--split-dir", str(tmp / "split"),
-            "--items", str(tmp / "items.parquet"), "--embeddings", str(tmp / "vectors/embeddings.npy"),
+def _train_args(tmp: Path, out: Path, run: str) -> list[str]:
+    return [sys.executable, str(ROOT / "stages/train_seqrec.py"), "--family", "content_rankers", "--run", run,
+            "--split-dir", str(tmp / "split"), "--items", str(tmp / "items.parquet"),
+            "--embeddings", str(tmp / "vectors/embeddings.npy"), "--embed-meta", str(tmp / "vectors/meta.json"),
             "--model-dir", str(out / "model"), "--recs-dir", str(out / "recs"), "--metrics", str(out / "m.json"),
             "--plots-dir", str(out / "plots"), "--run-info", str(out / "run.json"),
             "--params", str(tmp / "params.yaml")]
 
 
-def test_vector_ranker_is_a_content_run_on_the_vectors_and_run_json_names_them(ranker_inputs, tmp_path):
+def test_content_run_on_other_vectors_names_them_in_run_json(ranker_inputs, tmp_path):
     tmp = ranker_inputs
-    p = _run(_train_args(tmp, tmp_path / "vr", "vector", "vr"), tmp_path)
+    p = _run(_train_args(tmp, tmp_path / "vr", "vr"), tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    p = _run(_train_args(tmp, tmp_path / "same", "seqrec", "same"), tmp_path)  # the same entry in `runs`
-    assert p.returncode == 0, p.stderr[-3000:]
-    for s in ("val", "test"):  # the same training on the same vectors: the same lists
-        assert pd.read_parquet(tmp_path / f"vr/recs/{s}.parquet").equals(
-            pd.read_parquet(tmp_path / f"same/recs/{s}.parquet"))
-    run, same = (json.loads((tmp_path / f"{r}/run.json").read_text()) for r in ("vr", "same"))
-    assert run == {**same, "name": "vr", "vectors": "tv"}
-    assert run["family"] == "content_rankers" and run["representation"] == "content_plus_id"
+    run = json.loads((tmp_path / "vr/run.json").read_text())
+    assert run["vectors"] == "tv" and run["family"] == "content_rankers" and run["representation"] == "content_plus_id"
     m = json.loads((tmp_path / "vr/m.json").read_text())
     assert m["model"] == "vr" and m["epochs"] == 1 and m["zeroed_id_rows"] == 1  # set: {train.max_epochs: 1}
-    # evaluate_vector_rankers@vr: the evaluate stage as it is, on the run's lists and run.json
+    assert (tmp_path / "vr/plots").is_dir() and not list(tmp_path.glob("vr/.*.tmp"))  # curves swapped in whole
     p = _run([sys.executable, str(ROOT / "stages/evaluate.py"), "--run-info", str(tmp_path / "vr/run.json"),
               "--split-dir", str(tmp / "split"), "--items", str(tmp / "items.parquet"),
               "--recs-dir", str(tmp_path / "vr/recs"), "--metrics", str(tmp_path / "eval.json"),
@@ -297,19 +257,26 @@ def test_vector_ranker_is_a_content_run_on_the_vectors_and_run_json_names_them(r
     assert ev["run"] == "vr" and ev["protocol"] == "gts" and 0 <= ev["test/ndcg@5"] <= 1
 
 
-def test_vector_ranker_input_errors_are_named(ranker_inputs, tmp_path):
+def test_content_run_vector_errors_are_named(ranker_inputs, tmp_path):
     tmp = ranker_inputs
-    for run, match in (("clash", "'clash' is a key of runs.content_rankers and vector_rankers"),
-                       ("other", "holds vectors 'tv', not 'nope'"),
-                       ("nope", "vector_rankers.nope: no such entry")):
-        p = _run(_train_args(tmp, tmp_path / run, "vector", run), tmp_path)
+    for run, match in (("other", "holds vectors 'tv', not 'nope'"),
+                       ("nope", "runs.content_rankers.nope: no such run")):
+        p = _run(_train_args(tmp, tmp_path / run, run), tmp_path)
         assert p.returncode != 0 and match in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
         assert not (tmp_path / run / "run.json").exists()
     meta = tmp / "vectors/meta.json"
     text = meta.read_text()
     try:
         meta.write_text(json.dumps({**json.loads(text), "protocol": "gts"}))  # vectors built from gts's training data
-        p = _run(_train_args(tmp, tmp_path / "vloo", "vector", "vloo"), tmp_path)
+        p = _run(_train_args(tmp, tmp_path / "vloo", "vloo"), tmp_path)
         assert p.returncode != 0 and "reader is of protocol 'loo'" in p.stderr
     finally:
         meta.write_text(text)
+
+
+def test_the_report_knows_the_default_vectors():
+    from lib.report.tables import DEFAULT_VECTORS as REPORT_DEFAULT
+    from lib.report.tables import other_vectors
+    assert REPORT_DEFAULT == DEFAULT_VECTORS
+    assert other_vectors({"vectors": DEFAULT_VECTORS}) is None and other_vectors({}) is None  # runs before the table
+    assert other_vectors({"vectors": "title"}) == "title"

@@ -24,13 +24,15 @@ highest item id, and ids follow product age.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from lib.catalogue import catalogue_table, mask
+from lib.catalogue import catalogue_table, check, mask
 
 EVAL_COLUMNS = ["user", "history", "target", "target_timestamp", "history_length", "target_unreachable",
                 "target_cold", "user_cold"]
@@ -223,3 +225,58 @@ def split(inter: pd.DataFrame, cfg: SplitConfig, n_items: int | None = None) -> 
                                                                              strict=True)))
     s.info = info
     return s
+
+
+# --- reading a written split: the one place that says which data each list's model is fit on ---------------
+
+LISTS = ("val", "test")
+
+
+def refits(info: dict) -> bool:
+    """Whether a split (its split.json) has the test lists made by a model refit on train_full (train + the
+    validation period, for the epoch count chosen on validation); else one model, fit on train, makes both."""
+    return bool(info.get("retrain_on_validation", False))
+
+
+def fit_name(info: dict, lists: str) -> str:
+    """The split file (`train` or `train_full`) the model behind `lists`' lists ('val' or 'test') is fit on."""
+    if lists not in LISTS:
+        raise ValueError(f"lists: one of {LISTS}, got {lists!r}")
+    return "train_full" if lists == "test" and refits(info) else "train"
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """A split directory as the training stages read it."""
+    train: pd.DataFrame
+    train_full: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    catalogue: pd.DataFrame  # lib/catalogue.py, checked against the run's item count
+    info: dict  # split.json
+
+    @property
+    def refit(self) -> bool:
+        return refits(self.info)
+
+    def rows(self, lists: str) -> pd.DataFrame:
+        """The evaluation rows of `lists` ('val' or 'test')."""
+        return {"val": self.val, "test": self.test}[lists]
+
+    def fit_rows(self, lists: str) -> pd.DataFrame:
+        """The interactions the model behind `lists`' lists is fit on."""
+        return self.train_full if fit_name(self.info, lists) == "train_full" else self.train
+
+
+def read_split(split_dir, n_items: int) -> SplitData:
+    """<split_dir> as the split stage wrote it; a missing file is named (FileNotFoundError), a catalogue that
+    does not match the run's n_items raises ValueError (lib.catalogue.check)."""
+    split_dir = Path(split_dir)
+    for name in ("train.parquet", "train_full.parquet", "val.parquet", "test.parquet", "catalogue.parquet",
+                 "split.json"):
+        if not (split_dir / name).is_file():
+            raise FileNotFoundError(f"split file not found: {split_dir / name} (written by the split stage)")
+    frames = {s: pd.read_parquet(split_dir / f"{s}.parquet") for s in ("train", "train_full", "val", "test")}
+    path = split_dir / "catalogue.parquet"
+    return SplitData(**frames, catalogue=check(pd.read_parquet(path), n_items, str(path)),
+                     info=json.loads((split_dir / "split.json").read_text()))

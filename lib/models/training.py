@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -19,7 +18,7 @@ from lib.models.data import LengthBucketSampler, NextItemDataset, training_seque
 from lib.models.item_repr import ItemFeatures
 from lib.models.seqrec import SeqRec
 from lib.models.validation import ExactValidationModule
-from lib.trainer import accelerator, fit_early_stopping
+from lib.trainer import fit_early_stopping, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +61,12 @@ def _positions_per_batch(seqs: list[np.ndarray], tc: TrainConfig) -> float:
 def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFrame, val: pd.DataFrame,
         n_items: int, features: ItemFeatures | None, ckpt_dir: str, logger=None,
         progress: bool = True, val_candidates: np.ndarray | None = None) -> tuple[SeqRecModule, dict]:
-    """Train with early stopping; return the best-on-validation module and training facts.
+    """Train with early stopping; return the best-on-validation module and training facts. The caller seeds
+    (lib.trainer.seed_and_pin, as the training road does).
 
     val_candidates (N+1,) bool: the validation lists' catalogue (None = every item), as in the stage's lists.
     """
     tc = cfg.train
-    L.seed_everything(tc.seed, workers=True, verbose=False)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
     module = SeqRecModule(backbone, representation, n_items, asdict(cfg.model), asdict(tc), cfg.top_k, features)
     seqs = training_sequences(train, cfg.model.max_len)
     train_loader = _train_loader(seqs, tc)
@@ -87,21 +84,15 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
 
 
 def refit(backbone: str, representation: str, cfg: SeqRecConfig, train_full: pd.DataFrame, n_items: int,
-          features: ItemFeatures | None, epochs: int, logger=None, progress: bool = True) -> SeqRecModule:
+          features: ItemFeatures | None, epochs: int, progress: bool = True) -> SeqRecModule:
     """Retrain from scratch on train + validation period for the epoch count chosen on validation.
 
     Used with split.retrain_on_validation: validation can no longer select the checkpoint (its
     targets are in the training data), so the number of epochs found by `fit` is reused.
     """
     tc = cfg.train
-    L.seed_everything(tc.seed, workers=True, verbose=False)
     module = SeqRecModule(backbone, representation, n_items, asdict(cfg.model), asdict(tc), cfg.top_k, features)
     seqs = training_sequences(train_full, cfg.model.max_len)
     loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
-    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices,
-                        logger=logger if logger is not None else False, deterministic=True,
-                        enable_progress_bar=progress, enable_model_summary=False, enable_checkpointing=False,
-                        limit_val_batches=0, use_distributed_sampler=False)
-    trainer.fit(module, loader)
-    return module
+    return train_epochs(module, loader, tc, epochs, progress)

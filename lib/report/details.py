@@ -9,25 +9,24 @@ from __future__ import annotations
 from lib.report.config import ReportConfig
 from lib.report.models import VAL_KEY, Models
 from lib.report.scopes import Scope, by_validation, matches, rules_of
-from lib.report.tables import fmt, mean_sd_cell, rel_change, representation, table
+from lib.report.tables import DEFAULT_VECTORS, fmt, mean_sd_cell, other_vectors, rel_change, representation, table
 
-DEFAULT_VECTORS = "embed"  # what a content run without `vectors` reads: data/embed (params `embed`)
 MAX_LEVELS_SHOWN = 3  # long codes (32 digits) summarised by their first levels and the spread over all
 
 
 def content_rows(names: list[str], models: Models) -> list[str]:
     """Content runs by the item vectors they read, against the run of the same backbone and representation on
-    data/embed; [] when no run reads other vectors. Rows best on validation first within a shape."""
+    the default vectors; [] when no run reads other vectors. Rows best on validation first within a shape."""
     runs = [r for r in names if models.runs[r]["family"] == "content_rankers" and not models.runs[r].get("overrides")]
-    if not any(models.runs[r].get("vectors") for r in runs):
+    if not any(other_vectors(models.runs[r]) for r in runs):
         return []
     shape = {r: (models.runs[r]["backbone"], models.runs[r]["representation"]) for r in runs}
-    base = {shape[r]: r for r in sorted(runs, reverse=True) if not models.runs[r].get("vectors")}
+    base = {shape[r]: r for r in sorted(runs, reverse=True) if not other_vectors(models.runs[r])}
     rows = []
     for r in sorted(by_validation(runs, models), key=lambda r: shape[r]):
         b, nd = base.get(shape[r]), models.mean_sd(r, "test/ndcg@10")[0]
         vs = rel_change(nd, models.mean_sd(b, "test/ndcg@10")[0]) if b and b != r else "–"
-        rows.append([" · ".join(shape[r]), models.runs[r].get("vectors") or DEFAULT_VECTORS, f"`{r}`",
+        rows.append([" · ".join(shape[r]), other_vectors(models.runs[r]) or DEFAULT_VECTORS, f"`{r}`",
                      models.evals[r].get(VAL_KEY), nd, vs, models.mean_sd(r, "cold/hr@10")[0]])
     return table(["backbone · representation", "vectors", "model", "val NDCG@10", "test NDCG@10",
                   f"vs {DEFAULT_VECTORS}", "cold HR@10"], rows)

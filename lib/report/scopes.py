@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from lib.report.config import Baseline
 from lib.report.models import VAL_KEY, Models
+from lib.report.tables import other_vectors
 
 PRE29 = 1  # the version of runs without `protocol_version`
 OLD_GENERATOR_FAMILY = "generators"  # version 1: TIGER's cold-start rule on by default (gpt2_sid.decode.cold_every)
@@ -92,8 +93,8 @@ def by_validation(names: list[str], models: Models) -> list[str]:
 
 def reference_of(names: list[str], models: Models, b: Baseline) -> str | None:
     """The scope's model of backbone + representation `b`: the one without overrides on the default item
-    vectors (no `vectors` in run.json), else the first such by name."""
-    found = sorted((bool(models.runs[r].get("overrides")), bool(models.runs[r].get("vectors")), r) for r in names
+    vectors, else the first such by name."""
+    found = sorted((bool(models.runs[r].get("overrides")), bool(other_vectors(models.runs[r])), r) for r in names
                    if models.runs[r]["backbone"] == b.backbone and models.runs[r]["representation"] == b.representation)
     return found[0][-1] if found else None
 

@@ -43,11 +43,21 @@ def quoted(names) -> str:
     return ", ".join(f"`{r}`" for r in names)
 
 
+DEFAULT_VECTORS = "minilm"  # the study's default item vectors (= lib.vectors.DEFAULT_VECTORS, tested)
+
+
+def other_vectors(info: dict) -> str | None:
+    """The item vectors a run's run.json names when they are not the default ones (runs before the one
+    vectors table name none: they read the default)."""
+    v = info.get("vectors")
+    return None if v in (None, DEFAULT_VECTORS) else v
+
+
 def representation(info: dict) -> str:
     """A run's item representation with its backbone, tokenizer and item vectors: `sasrec · sid_unigram (opq)`,
     `sasrec · content [title]`; overrides (other than the seed) are named after it."""
     sets = info.get("overrides") or {}
     return (f"{info['backbone']} · {info['representation']}"
             + (f" ({info['tokenizer']})" if info.get("tokenizer") else "")
-            + (f" [{info['vectors']}]" if info.get("vectors") else "")
+            + (f" [{other_vectors(info)}]" if other_vectors(info) else "")
             + (" {" + ", ".join(f"{k}={v}" for k, v in sorted(sets.items())) + "}" if sets else ""))

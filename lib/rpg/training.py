@@ -16,7 +16,6 @@ import logging
 import math
 from dataclasses import asdict
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -26,7 +25,7 @@ from lib.models.data import LengthBucketSampler, NextItemDataset, training_seque
 from lib.models.validation import ExactValidationModule
 from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
 from lib.rpg.model import RPG
-from lib.trainer import accelerator, fit_early_stopping
+from lib.trainer import fit_early_stopping, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,9 @@ class RPGModule(ExactValidationModule):
 
 def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame,
             centroids: np.ndarray | None = None) -> tuple[RPGModule, DataLoader, list[np.ndarray]]:
-    """A fresh seeded module and the loader of `train`'s sequences (schedule and loss scale set)."""
+    """A fresh module (the caller seeds: lib.trainer.seed_and_pin) and the loader of `train`'s sequences
+    (schedule and loss scale set)."""
     tc = cfg.train
-    L.seed_everything(tc.seed, workers=True, verbose=False)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
     module = RPGModule(codes.shape[0] - 1, codes.shape[1], codebook_size, asdict(cfg.model), asdict(tc), cfg.top_k,
                        codes=codes, centroids=centroids)
     seqs = training_sequences(train, cfg.model.max_len)
@@ -130,10 +127,5 @@ def refit(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train_full: pd.
           progress: bool = True, centroids: np.ndarray | None = None) -> RPGModule:
     """Retrain from scratch on train + validation period for the epoch count chosen on validation
     (split.retrain_on_validation); the schedule keeps its max_epochs length, as in `fit`."""
-    tc = cfg.train
     module, loader, _ = _module(cfg, codes, codebook_size, train_full, centroids)
-    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
-                        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
-                        enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)
-    trainer.fit(module, loader)
-    return module.cpu()
+    return train_epochs(module, loader, cfg.train, epochs, progress).cpu()

@@ -30,7 +30,7 @@ from lib.sid.model import SidGPT2
 from lib.sid.recommend import autocast, decode_users
 from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab, column_masks
-from lib.trainer import VAL_METRIC, accelerator, fit_early_stopping
+from lib.trainer import VAL_METRIC, fit_early_stopping, train_epochs
 
 log = logging.getLogger(__name__)
 VOCAB_KEYS = ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")
@@ -97,12 +97,9 @@ def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 def _module(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame,
             catalogue: np.ndarray | None) -> tuple[SidModule, DataLoader, list]:
-    """A fresh seeded module with the trie of its training catalogue ((N+1,) bool, None = every item),
-    and the loader of `train`'s sequences."""
+    """A fresh module (the caller seeds: lib.trainer.seed_and_pin) with the trie of its training catalogue
+    ((N+1,) bool, None = every item), and the loader of `train`'s sequences."""
     tc = cfg.train
-    L.seed_everything(tc.seed, workers=True, verbose=False)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
     module = SidModule({k: meta[k] for k in VOCAB_KEYS}, asdict(cfg.model), asdict(tc), asdict(cfg.decode),
                        cfg.top_k)
     module.vocab, module.trie = vocab, SidTrie(vocab.codes, vocab.sizes, catalogue)
@@ -162,11 +159,7 @@ def refit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train_full: pd.DataFr
     the training data now, so nothing is validated and the last epoch is the model. catalogue (N+1,)
     bool: the items known at the refit's cut-off (T_test), its training trie; None = every item.
     """
-    tc = cfg.train
     module, loader, _ = _module(cfg, vocab, meta, train_full, catalogue)
-    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator(tc.device), devices=tc.devices, logger=False,
-                        deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
-                        enable_checkpointing=False, limit_val_batches=0, use_distributed_sampler=False)
-    trainer.fit(module, loader)
+    train_epochs(module, loader, cfg.train, epochs, progress)
     module.trie.to("cpu")
     return module.cpu()

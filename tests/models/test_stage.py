@@ -86,7 +86,7 @@ def test_an_id_only_model_never_recommends_an_item_without_a_trained_row(tmp_pat
         assert all(len(x) >= 5 and N_ITEMS not in x for x in recs)
     (tmp_path / "split/catalogue.parquet").unlink()
     p = _run([a.replace("code_rankers", "rankers") for a in args] + ["--run", "tiny_id"], tmp_path)
-    assert p.returncode != 0 and "input not found" in p.stderr and "catalogue.parquet" in p.stderr
+    assert p.returncode != 0 and "split file not found" in p.stderr and "catalogue.parquet" in p.stderr
 
 
 def test_missing_inputs_are_named(tmp_path):

@@ -8,6 +8,7 @@ from lib import metrics
 from lib.models.config import ModelConfig, SeqRecConfig, TrainConfig
 from lib.models.recommend import recommend
 from lib.models.training import SeqRecModule, fit
+from lib.trainer import seed_and_pin
 
 N_ITEMS = 20
 
@@ -52,7 +53,9 @@ def test_fit_learns_selects_best_and_checkpoint_carries_config(tmp_path, backbon
 def test_same_seed_same_result(tmp_path):
     train, val = tiny_split()
     c = cfg(max_epochs=3, patience=3)
+    seed_and_pin(c.train.seed, c.train.threads)  # what the training road does before each fit (lib/road.py)
     _, a = fit("sasrec", "id", c, train, val, N_ITEMS, None, str(tmp_path / "a"), progress=False)
+    seed_and_pin(c.train.seed, c.train.threads)
     _, b = fit("sasrec", "id", c, train, val, N_ITEMS, None, str(tmp_path / "b"), progress=False)
     assert a["best_val_ndcg@10"] == b["best_val_ndcg@10"]
 

@@ -211,8 +211,8 @@ def _stage(tmp: Path, refit: bool = False, protocol: str = "gts", params: dict |
     np.save(tmp / "codes/codes.npy", codes)
     (tmp / "codes/meta.json").write_text(json.dumps({"levels": M, "codebook_sizes": [K] * M + [1],
                                                      "method": "opq", "protocol": protocol}))
-    if centroids is not None:  # a pq/opq tokenizer's model.pt
-        torch.save({"centroids": torch.from_numpy(centroids)}, tmp / "codes/model.pt")
+    if centroids is not None:  # a pq/opq tokenizer's centroids
+        np.save(tmp / "codes/centroids.npy", centroids)
     (tmp / "params.yaml").write_text(yaml.safe_dump(params or PARAMS))
     args = [sys.executable, str(ROOT / "stages/train_rpg.py"), "--run", "tiny", "--split-dir", str(split),
             "--codes-dir", str(tmp / "codes"), "--model-dir", str(tmp / "model"), "--recs-dir", str(tmp / "recs"),
@@ -243,8 +243,8 @@ def test_stage_codebook_init_reads_the_tokenizer_centroids(tmp_path):
     params = {**PARAMS, "rpg": {**PARAMS["rpg"], "model": {**PARAMS["rpg"]["model"], "d_model": 6,
                                                              "digit_init": "codebook"}}}
     (tmp_path / "a").mkdir()
-    p = _stage(tmp_path / "a", params=params)  # no model.pt in the codes dir: a clear error
-    assert p.returncode != 0 and "model.pt" in p.stderr and "Traceback" not in p.stderr
+    p = _stage(tmp_path / "a", params=params)  # no centroids.npy in the codes dir: a clear error
+    assert p.returncode != 0 and "centroids.npy" in p.stderr and "Traceback" not in p.stderr
     (tmp_path / "b").mkdir()
     p = _stage(tmp_path / "b", params=params, centroids=np.random.default_rng(0).normal(size=(M, K, 2)))
     assert p.returncode == 0, p.stderr[-3000:]

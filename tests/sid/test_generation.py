@@ -12,6 +12,7 @@ from lib.sid.recommend import invalid_rate, prefix_hit_rates, recommend
 from lib.sid.training import SidModule, fit
 from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab
+from lib.trainer import seed_and_pin
 from tests.sid.conftest import N_ITEMS, cycle_split
 
 
@@ -156,7 +157,9 @@ def test_same_seed_same_validation(tmp_path, sid_world):
     v = SidVocab.from_meta(codes, meta)
     train, val = cycle_split()
     c = config(max_epochs=4, val_every=2)
+    seed_and_pin(c.train.seed, c.train.threads)  # what the training road does before each fit (lib/road.py)
     _, a = fit(c, v, meta, train, val, str(tmp_path / "a"), progress=False)
+    seed_and_pin(c.train.seed, c.train.threads)
     _, b = fit(c, v, meta, train, val, str(tmp_path / "b"), progress=False)
     assert a["best_val_ndcg@10"] == b["best_val_ndcg@10"]
 

@@ -22,6 +22,9 @@ from tests.tokenizers.conftest import TINY, clusters
 ROOT = Path(__file__).resolve().parents[2]
 
 
+ENTRY = {"vectors": "v", "protocol": "gts"}  # a `tokenizers` entry over the test vectors
+
+
 def catalogue(n_items: int, first_seen: np.ndarray) -> pd.DataFrame:
     """A catalogue.parquet from the first_seen (n,) of items 1..n: T_val = 0, T_test = 1."""
     return catalogue_table(pd.DataFrame({"item": np.arange(1, n_items + 1), "timestamp": first_seen}), n_items, 0, 1)
@@ -30,7 +33,8 @@ def catalogue(n_items: int, first_seen: np.ndarray) -> pd.DataFrame:
 def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None = None, refit: bool = False,
                   cat: pd.DataFrame | None = None, **params) -> list[str]:
     np.save(tmp / "emb.npy", emb)
-    (tmp / "emb_meta.json").write_text(json.dumps({"model": "fake", "dim": emb.shape[1], "n_items": n_items}))
+    (tmp / "emb_meta.json").write_text(json.dumps({"name": "v", "protocol": None, "model": "fake", "dim": emb.shape[1],
+                                                   "n_items": n_items}))
     (tmp / "split").mkdir(exist_ok=True)
     train_items = np.arange(1, n_items - 9)  # the last 10 items are cold; 5 of them are in the validation period
     if cat is None:  # those 5 first seen between T_val and T_test, the last 5 after T_test
@@ -43,10 +47,11 @@ def _stage_inputs(tmp: Path, emb: np.ndarray, n_items: int, entry: dict | None =
         tmp / "split/train_full.parquet")
     (tmp / "split/split.json").write_text(json.dumps({"retrain_on_validation": refit}))
     (tmp / "params.yaml").write_text(yaml.safe_dump({"rqvae": {**TINY, "hidden": [32], **params},
-                                                     "tokenizers": {"t": entry or {"protocol": "gts"}}}))
+                                                     "tokenizers": {"t": entry or ENTRY}}))
     return [sys.executable, str(ROOT / "stages/tokenizer.py"), "--name", "t", "--embeddings", str(tmp / "emb.npy"),
             "--embed-meta", str(tmp / "emb_meta.json"), "--split-dir", str(tmp / "split"),
-            "--out-dir", str(tmp / "out"), "--metrics", str(tmp / "m.json"), "--plots-dir", str(tmp / "plots"),
+            "--codes-dir", str(tmp / "out"), "--state-dir", str(tmp / "out"), "--metrics", str(tmp / "m.json"),
+            "--plots-dir", str(tmp / "plots"),
             "--params", str(tmp / "params.yaml")]
 
 
@@ -59,7 +64,7 @@ def _check_outputs(tmp: Path, n: int, method: str) -> tuple[np.ndarray, dict, di
     codes = np.load(tmp / "out/codes.npy")
     meta = json.loads((tmp / "out/meta.json").read_text())
     metrics = json.loads((tmp / "m.json").read_text())
-    assert codes.shape == (n + 1, 3) and codes.dtype == np.int64 and (codes[0] == -1).all()
+    assert codes.shape == (n + 1, 3) and codes.dtype == np.int16 and (codes[0] == -1).all()  # committed: compact
     assert len(np.unique(codes[1:], axis=0)) == n and (codes[1:, :2] < 8).all() and (codes[1:] >= 0).all()
     assert meta["method"] == method and meta["levels"] == 2 and meta["n_levels"] == 3 and meta["n_items"] == n
     assert meta["codebook_sizes"][:2] == [8, 8] and meta["codebook_sizes"][2] == codes[1:, 2].max() + 1
@@ -225,12 +230,12 @@ def test_table_entry_overrides_the_params_section(tmp_path):
     """params `tokenizers.<name>.set` overrides keys of `rqvae`; overrides are checked like params."""
     emb = clusters(n_clusters=4, per=10)
     n = len(emb) - 1
-    args = _stage_inputs(tmp_path, emb, n, entry={"protocol": "gts", "set": {"method": "random", "codebook_size": 8}})
+    args = _stage_inputs(tmp_path, emb, n, entry={**ENTRY, "set": {"method": "random", "codebook_size": 8}})
     p = _run(args, tmp_path)  # the section says method rqvae
     assert p.returncode == 0, p.stderr
     _check_outputs(tmp_path, n, "random")
     assert torch.load(tmp_path / "out/model.pt", weights_only=False)["config"]["method"] == "random"
-    bad = _run(_stage_inputs(tmp_path, emb, n, entry={"protocol": "gts", "set": {"method": "kmeans"}}), tmp_path)
+    bad = _run(_stage_inputs(tmp_path, emb, n, entry={**ENTRY, "set": {"method": "kmeans"}}), tmp_path)
     assert bad.returncode != 0 and "rqvae.method" in bad.stderr and "'kmeans'" in bad.stderr
-    typo = _run(_stage_inputs(tmp_path, emb, n, entry={"protocol": "gts", "set": {"metod": "lsh"}}), tmp_path)
+    typo = _run(_stage_inputs(tmp_path, emb, n, entry={**ENTRY, "set": {"metod": "lsh"}}), tmp_path)
     assert typo.returncode != 0 and "tokenizers.t.set.metod" in typo.stderr and "Traceback" not in typo.stderr

@@ -7,7 +7,7 @@ row, fit on the warm items only (lib/collab.py's `fit_ridge`, as for collaborati
 validation and test with the cold rows at zero and imputed, through the evaluator every run uses.
 Post hoc: training is untouched, so it needs no new run. Prints one JSON line per variant.
 
-    python benchmarks/cold_id_ridge.py --run sasrec_content_plus_id_drop50 [--protocol gts] [--alpha 1.0]
+    python tools/cold_id_ridge.py --run sasrec_content_plus_id_drop50 [--protocol gts] [--alpha 1.0]
 
 Measured 2026-12-02 (reports/NOTES.md): ridge R^2 0.018, no cold hit gained.
 """
@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--run", required=True, help="a trained fusion run: data/models/<run>/model.ckpt")
     p.add_argument("--protocol", default="gts")
     p.add_argument("--alpha", type=float, default=1.0, help="ridge penalty")
-    p.add_argument("--embeddings", type=Path, default=ROOT / "data/embed/embeddings.npy")
+    p.add_argument("--embeddings", type=Path, default=ROOT / "data/vectors/minilm/embeddings.npy")
     args = p.parse_args()
     torch.set_num_threads(1)
     split = ROOT / "data/split" / args.protocol

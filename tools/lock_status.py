@@ -5,7 +5,7 @@ below another one a "deleted" dependency (the upstream output is missing, not ch
 invalidates a result. What does: a dependency "modified" (code, params file, data that differ from
 what the lock recorded), a changed param or command, or a stage with no lock entry at all.
 
-    python benchmarks/lock_status.py            # exits 1 if any stage is invalidated
+    python tools/lock_status.py            # exits 1 if any stage is invalidated
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 Reads the training facts every run commits (metrics/train/<run>.json) from two git revisions (or the
 working tree), matches runs by name and groups them by family (params `runs` of the working tree):
 
-    python benchmarks/speed_table.py                      # 484a935 (before study v2) vs the working tree
-    python benchmarks/speed_table.py --before REV --after REV
+    python tools/speed_table.py                      # 484a935 (before study v2) vs the working tree
+    python tools/speed_table.py --before REV --after REV
 
 Prints one line per run present on both sides and the per-family medians. Figures are what the
 training stages measured (median wall seconds of an epoch incl. its validation, best epoch, peak RSS).
