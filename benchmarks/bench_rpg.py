@@ -33,14 +33,14 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
     from train_rpg import digits_and_codebook
 
     from _codes import load_codes  # the stage helpers live beside the stages
-    from lib.config import from_dict
+    from lib.config import apply_overrides, from_dict
     from lib.models.recommend import recommend
     from lib.rpg.config import RPGConfig
     from lib.rpg.training import _module, autocast
-    from lib.runs import apply_overrides
+    from lib.runs import RunSpec, run_section  # the run's config as the training stage merges it
     from lib.trainer import seed_and_pin
-
-    section = yaml.safe_load((ROOT / "params.yaml").read_text())["rpg"]
+    section = run_section(yaml.safe_load((ROOT / "params.yaml").read_text()), "parallel_generators",
+                          RunSpec(backbone="gpt2", protocol="gts"))
     overrides = {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in sets)}
     cfg = from_dict(RPGConfig, apply_overrides(section, overrides, "--config", RPGConfig), "rpg")
     (digits, codebook_size), _ = load_codes(codes_dir, "gts", digits_and_codebook)

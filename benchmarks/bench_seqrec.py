@@ -26,15 +26,15 @@ def run_one(backbone: str, epochs: int, representation: str, sets: list[str]) ->
     import yaml
     from torch.utils.data import DataLoader
 
-    from lib.config import from_dict
+    from lib.config import apply_overrides, from_dict
     from lib.models.config import SeqRecConfig
     from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
     from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, ItemFeatures
     from lib.models.recommend import recommend
     from lib.models.seqrec import SeqRec
-    from lib.runs import apply_overrides
-
-    section = yaml.safe_load((ROOT / "params.yaml").read_text())[backbone]
+    from lib.runs import RunSpec, run_section  # the run's config as the training stage merges it
+    section = run_section(yaml.safe_load((ROOT / "params.yaml").read_text()), "rankers",
+                          RunSpec(backbone=backbone, protocol="gts"))
     overrides = {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in sets)}
     section = apply_overrides(section, overrides, "--set", SeqRecConfig)
     torch.set_num_threads(section["train"].get("threads") or torch.get_num_threads())

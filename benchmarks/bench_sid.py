@@ -38,14 +38,15 @@ def main() -> None:
     from lib.config import from_dict
     from lib.io import read_json
     from lib.models.data import LengthBucketSampler
+    from lib.runs import RunSpec, run_section  # the run's config as the training stage merges it
     from lib.sid.config import GPT2SidConfig
     from lib.sid.data import SidSequenceDataset, user_sequences
     from lib.sid.recommend import autocast, invalid_rate, recommend
     from lib.sid.training import VOCAB_KEYS, SidModule
     from lib.sid.trie import SidTrie
     from lib.sid.vocab import SidVocab
-
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())["gpt2_sid"]
+    raw = run_section(yaml.safe_load((ROOT / "params.yaml").read_text()), "generators",
+                      RunSpec(backbone="gpt2", protocol="gts"))
     if args.precision:
         raw["train"]["precision"] = args.precision
     cfg = from_dict(GPT2SidConfig, raw, "gpt2_sid")

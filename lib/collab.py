@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib import runs
-from lib.config import ConfigError, from_dict
+from lib.config import ConfigError, from_dict, table
 from lib.embed import round_embeddings
 
 # where SeqRecModule keeps the ID table (SeqRecModule.model = SeqRec, .items = ItemRepresentation, .table)
@@ -49,13 +48,13 @@ class CollabVectorsConfig:
             raise ValueError(f"holdout: must be in [0, 1), got {self.holdout}")
 
 
-def load_entry(params: dict, table: str, name: str, cls: type):
+def load_entry(params: dict, table_name: str, name: str, cls: type):
     """Params `<table>.<name>` as a checked `cls`: a table whose entry is the whole config (unlike
-    lib.runs.load_table_entry, whose entries override a section). Errors name the key."""
-    entry = runs.table(params, table).get(name)
+    lib.config.load_table_entry, whose entries override a section). Errors name the key."""
+    entry = table(params, table_name).get(name)
     if entry is None:
-        raise ConfigError(f"{table}.{name}: no such entry in params")
-    return from_dict(cls, entry, f"{table}.{name}")
+        raise ConfigError(f"{table_name}.{name}: no such entry in params")
+    return from_dict(cls, entry, f"{table_name}.{name}")
 
 
 def check_run(run_info: dict, cfg: CollabVectorsConfig) -> None:

@@ -6,9 +6,11 @@ falling back to a default.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -93,4 +95,92 @@ def from_dict(cls: type[T], data: dict | None, section: str) -> T:
     return cfg
 
 
-__all__ = ["ConfigError", "from_dict", "typing"]
+@dataclass(frozen=True)
+class TrainBase:
+    """The training settings every family has (params `train` holds the shared values; each family's `train`
+    section adds its own keys and may set these): lib/models TrainConfig, lib/sid SidTrainConfig, lib/rpg
+    RPGTrainConfig. Defaults equal params.yaml (tests/test_defaults.py)."""
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128  # users per batch, each batch padded to its own longest sequence
+    length_pool: int = 4  # batches per length-sorted pool ("sortish" batching, lib/models/data.py); 1 = plain shuffle
+    max_epochs: int = 200
+    patience: int = 8  # validations without a better validation NDCG@10 before stopping
+    val_every: int = 1  # validate every this many epochs
+    seed: int = 42
+    device: Literal["auto", "cpu", "gpu"] = "auto"  # auto = a GPU when one exists
+    devices: int = 1  # GPUs (DDP when > 1)
+    num_workers: int = 0  # data-loader workers
+    threads: int = 1  # CPU threads for torch (results depend on it); 0 = torch's default
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
+            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        if self.threads < 0 or self.devices < 1 or self.num_workers < 0:
+            raise ValueError("train: threads and num_workers must be >= 0, devices >= 1")
+
+
+def merge(base: dict | None, over: dict | None) -> dict:
+    """A deep copy of `base` with `over`'s keys on top, mappings merged key by key (params sections that
+    build one config: lib/runs.py sections_of)."""
+    out = copy.deepcopy(base or {})
+    for k, v in (over or {}).items():
+        out[k] = merge(out.get(k) if isinstance(out.get(k), dict) else {}, v) if isinstance(v, dict) \
+            else copy.deepcopy(v)
+    return out
+
+
+def apply_overrides(section: dict | None, overrides: dict[str, Any], where: str, cls: type) -> dict:
+    """A copy of params `section` with dotted-key overrides applied (`train.seed: 1` -> section.train.seed).
+
+    An override must name a field of the section's dataclass `cls` (a typo would otherwise train the
+    default silently); the value's type is checked afterwards by `from_dict` like any params value.
+    A mapping given for a sub-section (`train: {seed: 1}`, which is what `dvc exp run -S
+    runs.<family>.<name>.set.train.seed=1` writes) is merged key by key like its dotted form, not
+    swapped in whole: that would reset the sub-section's other keys to the dataclass defaults.
+    """
+    out = copy.deepcopy(section or {})
+    pending = list(overrides.items())
+    while pending:
+        dotted, value = pending.pop(0)
+        node, tp, parts = out, cls, str(dotted).split(".")
+        for i, part in enumerate(parts):
+            fields = {f.name: f for f in dataclasses.fields(tp)} if dataclasses.is_dataclass(tp) else {}
+            if part not in fields:
+                raise ConfigError(f"{where}.{dotted}: no such key in the section (at {'.'.join(parts[:i + 1])!r})")
+            sub = typing.get_type_hints(tp)[part]
+            if i < len(parts) - 1:
+                tp, node = sub, node.setdefault(part, {})
+            elif isinstance(value, dict) and dataclasses.is_dataclass(sub):
+                pending[:0] = [(f"{dotted}.{k}", v) for k, v in value.items()]  # in order, before the rest
+            else:
+                node[part] = value
+    return out
+
+
+def table(params: dict, dotted: str) -> dict:
+    """Params table `dotted` (`tokenizers`, or a kind of a table: `vectors.embed`); {} when absent."""
+    node = params
+    for part in dotted.split("."):
+        node = (node or {}).get(part) if isinstance(node, dict) else None
+    return node or {}
+
+
+def load_table_entry(params: dict, table_name: str, name: str, section: str, cls: type,
+                     spec_cls: type | None = None):
+    """(entry spec, config) of a table whose entries override one section: `protocols` (the entry *is*
+    the overrides of `split`), `tokenizers` (TokenizerSpec: vectors, protocol + `set` overrides of
+    `rqvae`; lib/tokenizers/codes.py) or `vectors.embed` (lib/vectors.py EmbedVectorsSpec: `set` overrides of
+    `embed`)."""
+    entry = table(params, table_name).get(name)
+    if entry is None:
+        raise ConfigError(f"{table_name}.{name}: no such entry in params")
+    spec = from_dict(spec_cls, entry, f"{table_name}.{name}") if spec_cls else None
+    overrides, where = (spec.set, f"{table_name}.{name}.set") if spec_cls else (entry, f"{table_name}.{name}")
+    return spec, from_dict(cls, apply_overrides(params.get(section), overrides, where, cls), section)
+
+
+__all__ = ["ConfigError", "TrainBase", "apply_overrides", "from_dict", "load_table_entry", "merge", "table", "typing"]
+

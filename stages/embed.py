@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 
 from _common import ROOT, checked, setup_logging, stage_args
+from lib.config import load_table_entry
 from lib.embed import EmbedConfig, check_items, embed_items, encoder_source, load_encoder, pin_threads
 from lib.io import write_json, write_npy
-from lib.runs import load_table_entry
 from lib.vectors import EmbedVectorsSpec
 
 # A fixed torch thread count, always: CPU kernels may split their reductions by thread, so another count

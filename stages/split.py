@@ -5,9 +5,9 @@ The config is params `split` with the keys of `protocols.<protocol>` overridden.
 import pandas as pd
 
 from _common import checked, setup_logging, stage_args
+from lib.config import load_table_entry
 from lib.data.split import SplitConfig, split
 from lib.io import write_json, write_parquet
-from lib.runs import load_table_entry
 
 
 def _protocol_flag(p) -> None:

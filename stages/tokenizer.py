@@ -21,10 +21,10 @@ import torch
 from _catalogue import load_catalogue
 from _common import checked, setup_logging, stage_args
 from lib.catalogue import arrival_order, training_mask
+from lib.config import load_table_entry
 from lib.io import atomic_dir, atomic_path, read_json, write_csv, write_json, write_npy
-from lib.runs import TokenizerSpec, load_table_entry
 from lib.tokenizers import pq, rqkmeans, rqvae, simple
-from lib.tokenizers.codes import check_embeddings, code_usage, fit_item_ids, semantic_ids
+from lib.tokenizers.codes import TokenizerSpec, check_embeddings, code_usage, fit_item_ids, semantic_ids
 from lib.tokenizers.rqvae import RQVAEConfig
 from lib.vectors import check_vectors_meta
 

@@ -27,10 +27,10 @@ from lib.collab import (
     load_entry,
     tokenizer_input,
 )
-from lib.config import ConfigError
+from lib.config import ConfigError, load_table_entry
 from lib.models.config import ModelConfig, TrainConfig
 from lib.models.training import SeqRecModule
-from lib.runs import TokenizerSpec, load_table_entry
+from lib.tokenizers.codes import TokenizerSpec
 from lib.vectors import KINDS, check_names
 from tests.conftest import write_catalogue
 from tests.tokenizers.conftest import TINY, clusters

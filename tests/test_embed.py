@@ -181,7 +181,7 @@ def test_stage_meta_is_independent_of_the_model_location(tmp_path, monkeypatch, 
     pinned = []
     monkeypatch.setattr(stage, "pin_threads", pinned.append)  # in-process: leave this pytest's threads alone
     items.to_parquet(tmp_path / "items.parquet")
-    (tmp_path / "params.yaml").write_text("embed:\n  model: fake\n")
+    (tmp_path / "params.yaml").write_text("embed:\n  model: fake\nvectors:\n  embed:\n    v: {}\n")
     outputs = []
     for where in ("x", "y/z"):
         model_dir = tmp_path / where / "model"  # outside the repository, e.g. a Hub cache
@@ -189,8 +189,8 @@ def test_stage_meta_is_independent_of_the_model_location(tmp_path, monkeypatch, 
         info = {"model": "fake", "path": str(model_dir), "dim": 8, "max_seq_length": 16, "device": "cpu"}
         monkeypatch.setattr(stage, "load_encoder", lambda cfg, info=info: (fake_encode, info))
         out = tmp_path / f"out_{where.replace('/', '_')}"
-        monkeypatch.setattr(sys, "argv", ["embed.py", "--items", str(tmp_path / "items.parquet"), "--out-dir",
-                                          str(out), "--metrics", str(out / "m.json"),
+        monkeypatch.setattr(sys, "argv", ["embed.py", "--name", "v", "--items", str(tmp_path / "items.parquet"),
+                                          "--out-dir", str(out), "--metrics", str(out / "m.json"),
                                           "--params", str(tmp_path / "params.yaml")])
         stage.main()
         outputs.append(out)

@@ -7,8 +7,9 @@ by recording every key each loader touches that a loader reads nothing beyond wh
   load_section(path, "<section>", cls)                     the section
   load_table_entry(prm, "<table>", name, "<section>", ...)  the section + its own entry `<table>.${key}`
   load_entry(prm, "<table>", name, cls)  (lib/collab.py)   its own entry alone
-  load_run(prm, <family>, name, cls)                       `runs.<family>.${key}` + the family's section
-                                                           (`${item.backbone}`, or lib.runs.FAMILY_SECTIONS)
+  load_run(prm, <family>, name, cls)                       `runs.<family>.${key}` + its sections (lib/runs.py
+                                                           sections_of: `train`, then `gpt2_sid` / `rpg`, or
+                                                           `seqrec` + `${item.backbone}` for the ranker families)
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.runs import FAMILY_SECTIONS, TokenizerSpec, load_run, load_table_entry
+from lib.config import load_table_entry
+from lib.runs import FAMILY_SECTIONS, RANKER_SECTION, SHARED_TRAIN, load_run, parse_run, sections_of
+from lib.tokenizers.codes import TokenizerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DVC = {name: stage.get("do", stage)  # a foreach stage's body
@@ -58,7 +61,8 @@ def params_read(stage: dict) -> set[str]:
             out.add(f"{_const(node.args[1])}.${{key}}")
         elif fn == "load_run":
             family = _const(node.args[1]) or re.search(r"--family (\S+)", stage["cmd"]).group(1)
-            out |= {f"runs.{family}.${{key}}", FAMILY_SECTIONS.get(family, "${item.backbone}")}
+            out |= {f"runs.{family}.${{key}}", SHARED_TRAIN,
+                    *FAMILY_SECTIONS.get(family, (RANKER_SECTION, "${item.backbone}"))}
     return out
 
 
@@ -148,8 +152,8 @@ def test_load_run_reads_its_entry_and_its_section_only(family):
     from lib.sid.config import GPT2SidConfig
     cls = {"generators": GPT2SidConfig, "parallel_generators": RPGConfig}.get(family, SeqRecConfig)
     for name, entry in PARAMS["runs"][family].items():
-        section = FAMILY_SECTIONS.get(family, entry["backbone"])
-        extra = _within(_touched(load_run, family, name, cls), {f"runs.{family}.{name}", section})
+        sections = sections_of(family, parse_run(family, name, entry))
+        extra = _within(_touched(load_run, family, name, cls), {f"runs.{family}.{name}", *sections})
         assert not extra, f"runs.{family}.{name}: the loader also read {extra}"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.config import ConfigError
+from lib.config import ConfigError, apply_overrides, load_table_entry
 from lib.data.split import SplitConfig
 from lib.models.config import SeqRecConfig
 from lib.rpg.config import RPGConfig
@@ -18,15 +18,13 @@ from lib.runs import (
     FAMILIES,
     REPRESENTATIONS,
     RunSpec,
-    TokenizerSpec,
-    apply_overrides,
     load_run,
-    load_table_entry,
     parse_run,
     run_info,
-    section_of,
+    sections_of,
 )
 from lib.sid.config import GPT2SidConfig
+from lib.tokenizers.codes import TokenizerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,7 +143,9 @@ def _params() -> dict:
     return {
         "split": {"type": "global_temporal", "quantile": 0.8},
         "protocols": {"gts": {}, "loo": {"type": "leave_one_out"}, "typo": {"quantil": 0.5}},
-        "sasrec": {"model": {"d_model": 64}, "train": {"seed": 42}},
+        "train": {"seed": 42, "threads": 1},
+        "seqrec": {"train": {"patience": 8}, "top_k": 50},
+        "sasrec": {"model": {"d_model": 64}},
         "gpt2": {"model": {"d_model": 48, "n_heads": 2}},
         "gpt2_sid": {"model": {"d_model": 128}, "train": {"seed": 7}},
         "rqvae": {"levels": 3, "codebook_size": 64},
@@ -160,29 +160,32 @@ def _params() -> dict:
     }
 
 
-def test_load_run_applies_the_overrides_to_its_section():
+def test_load_run_merges_its_sections_then_applies_the_overrides():
     params = _params()
     before = copy.deepcopy(params)
     spec, cfg = load_run(params, "rankers", "a", SeqRecConfig)
     assert isinstance(cfg, SeqRecConfig) and spec.representation == "id"
-    assert (cfg.train.seed, cfg.model.dropout, cfg.model.d_model) == (1, 0.1, 64)
+    assert (cfg.train.seed, cfg.model.dropout, cfg.model.d_model) == (1, 0.1, 64)  # overridden; the backbone's
+    assert (cfg.train.threads, cfg.train.patience, cfg.top_k) == (1, 8, 50)  # shared `train`; `seqrec`
     assert params == before
 
 
 def test_load_run_nested_override_keeps_the_sections_other_values():
     params = _params()
-    params["sasrec"]["train"] |= {"patience": 8, "threads": 1}  # not the dataclass defaults (10, 0)
+    params["seqrec"]["train"] |= {"patience": 3, "lr": 0.01}  # not the dataclass defaults
     params["runs"]["rankers"]["n"] = {"backbone": "sasrec", "protocol": "gts", "set": {"train": {"seed": 5}}}
     _, cfg = load_run(params, "rankers", "n", SeqRecConfig)
-    assert (cfg.train.seed, cfg.train.patience, cfg.train.threads) == (5, 8, 1)
+    assert (cfg.train.seed, cfg.train.patience, cfg.train.lr, cfg.train.threads) == (5, 3, 0.01, 1)
 
 
 def test_load_run_generator_reads_gpt2_sid_not_its_backbone():
     spec, cfg = load_run(_params(), "generators", "g", GPT2SidConfig)
-    assert section_of("generators", spec) == "gpt2_sid" and section_of("rankers", spec) == "gpt2"
+    assert sections_of("generators", spec) == ["train", "gpt2_sid"]
+    assert sections_of("rankers", spec) == ["train", "seqrec", "gpt2"]
     assert isinstance(cfg, GPT2SidConfig)
-    # gpt2_sid's width, not gpt2's 48
+    # gpt2_sid's width, not gpt2's 48; its own seed over the shared one; the shared threads
     assert (cfg.model.d_model, cfg.train.seed, cfg.decode.beam_width, cfg.top_k) == (128, 7, 20, 20)
+    assert cfg.train.threads == 1
 
 
 def test_load_run_errors():
@@ -190,7 +193,8 @@ def test_load_run_errors():
         load_run(_params(), "rankers", "nope", SeqRecConfig)
     with pytest.raises(ConfigError, match=r"runs\.content_rankers\.a: no such run"):  # a family absent from params
         load_run(_params(), "content_rankers", "a", SeqRecConfig)
-    with pytest.raises(ConfigError, match=r"sasrec\.train\.seed: expected an integer"):  # checked after overriding
+    # checked after overriding, named by the sections merged
+    with pytest.raises(ConfigError, match=r"train\+seqrec\+sasrec\.train\.seed: expected an integer"):
         load_run(_params(), "rankers", "bad_type", SeqRecConfig)
 
 

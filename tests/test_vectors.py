@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from lib.config import ConfigError
+from lib.config import ConfigError, load_table_entry
 from lib.embed import WORDLLAMA, EmbedConfig, embed_items
-from lib.runs import TokenizerSpec, load_table_entry
+from lib.tokenizers.codes import TokenizerSpec
 from lib.vectors import DEFAULT_VECTORS, KINDS, EmbedVectorsSpec, check_names, check_vectors_meta
 from tests.conftest import write_catalogue
 from tests.models.test_training import N_ITEMS, tiny_split

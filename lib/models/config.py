@@ -1,8 +1,10 @@
-"""Typed configs of the ID/content sequential recommenders (params sections `sasrec`, `gpt2`)."""
+"""Typed configs of the ID/content sequential recommenders (params `train` + `seqrec` + `sasrec` or `gpt2`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from lib.config import TrainBase
 
 Representation = Literal["id", "content_init", "content", "content_plus_id", "sid_unigram", "sid_bigram", "sid_plus_id"]
 
@@ -10,9 +12,9 @@ Representation = Literal["id", "content_init", "content", "content_plus_id", "si
 @dataclass(frozen=True)
 class ModelConfig:
     d_model: int = 64  # hidden width = item embedding width
-    n_layers: int = 2  # transformer blocks
+    n_layers: int = 3  # transformer blocks
     n_heads: int = 1  # attention heads
-    dropout: float = 0.3  # on embeddings, attention and feed-forward
+    dropout: float = 0.5  # on embeddings, attention and feed-forward
     max_len: int = 50  # history length the model reads (most recent items)
     adapter_hidden: int = 0  # content adapter: 0 = linear map, > 0 = MLP of this width
     zero_cold_ids: bool = True  # ID rows / code n-grams only items without training interaction use stay 0
@@ -35,37 +37,23 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(TrainBase):
+    """The rankers' training (params `train` + `seqrec.train`)."""
     loss: Literal["ce", "sampled", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); sampled = softmax
     # over the target + `negatives` uniform negatives shared by the batch; bce = original SASRec, 1 negative
     negatives: int = 1024  # loss: sampled
     ce_chunk: int = 128  # positions per chunk of the full-softmax loss (lib/models/losses.py); 0 = all at once
-    ce_dtype: Literal["float32", "bfloat16"] = "float32"  # input type of the loss's matmuls (softmax stays float32)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128  # users per batch; each batch is padded to its own longest sequence
-    length_pool: int = 4  # batches per length-sorted pool (lib/models/data.py); 1 = plain shuffle
-    max_epochs: int = 200
-    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
-    val_every: int = 1  # validate every this many epochs
-    seed: int = 42
-    device: Literal["auto", "cpu", "gpu"] = "auto"  # auto = a GPU when one exists
-    devices: int = 1  # GPUs to use (DDP when > 1)
-    num_workers: int = 0  # data-loader workers
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    ce_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # input type of the loss's matmuls (softmax stays float32)
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
-            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        super().validate()
         if self.loss == "sampled" and self.negatives < 1:
             raise ValueError(f"train.negatives: must be >= 1 with loss sampled, got {self.negatives}")
 
 
 @dataclass(frozen=True)
 class SeqRecConfig:
-    """One params section (`sasrec` or `gpt2`): the model, its training and the output size."""
+    """A ranker run's config: the model (its backbone's section), its training and the output size."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,8 +1,10 @@
-"""Typed config of RPG, the parallel long-Semantic-ID generator (params section `rpg`)."""
+"""Typed config of RPG, the parallel long-Semantic-ID generator (params `train` + `rpg`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from lib.config import TrainBase
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,7 @@ class RPGModelConfig:
     input_scale: bool = True  # item vector = digit mean x sqrt(d_model) (false: the paper's unscaled mean)
     # digit embeddings at init: random (the paper) | codebook = the tokenizer's centroids, digit j's in block j
     # of the d_model dims (pq/opq with levels x sub-vector dims = d_model: opq_w128 at d_model 128; ours)
-    digit_init: Literal["random", "codebook"] = "random"
+    digit_init: Literal["random", "codebook"] = "codebook"
     max_len: int = 50  # history items read (paper: 50)
     temperature: float = 0.03  # digit logits = cosine(head output, digit embedding) / temperature (paper: 0.03)
 
@@ -33,29 +35,19 @@ class RPGModelConfig:
 
 
 @dataclass(frozen=True)
-class RPGTrainConfig:
-    lr: float = 0.01  # AdamW peak learning rate (paper: 0.01)
-    weight_decay: float = 0.0
+class RPGTrainConfig(TrainBase):
+    """RPG's training (params `train` + `rpg.train`)."""
+    lr: float = 0.003  # AdamW peak learning rate (paper: 0.01 with 10,000 warm-up steps over 160 epochs)
     grad_clip: float = 1.0  # max global gradient norm (paper's code: 1.0); 0 = off
     warmup_steps: int = 500  # linear warm-up, then cosine decay to 0 at max_epochs (schedule: cosine)
     schedule: Literal["cosine", "constant"] = "cosine"
     batch_size: int = 256  # users per batch (paper: 256)
-    length_pool: int = 4  # batches per length-sorted pool (lib/models/data.py)
-    max_epochs: int = 100
-    patience: int = 5  # validations without a better NDCG@10
-    val_every: int = 1
-    seed: int = 42
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = 1
-    num_workers: int = 0
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
-    precision: Literal["32-true", "bf16-mixed"] = "32-true"  # bf16-mixed: autocast in training and scoring
+    max_epochs: int = 25  # the cosine schedule ends here
+    patience: int = 6  # validations without a better NDCG@10
+    precision: Literal["32-true", "bf16-mixed"] = "bf16-mixed"  # bf16-mixed: autocast in training and scoring
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
-            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        super().validate()
         if self.grad_clip < 0:
             raise ValueError(f"train.grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
         if self.warmup_steps < 0:

@@ -1,17 +1,19 @@
-"""Typed config of the GPT-2 Semantic-ID generator (params section `gpt2_sid`)."""
+"""Typed config of the GPT-2 Semantic-ID generator (params `train` + `gpt2_sid`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lib.config import TrainBase
+
 
 @dataclass(frozen=True)
 class SidModelConfig:
     d_model: int = 128  # GPT-2 width (TIGER: 128)
-    n_layers: int = 4  # transformer blocks (TIGER: 4 encoder + 4 decoder)
+    n_layers: int = 2  # transformer blocks (TIGER: 4 encoder + 4 decoder)
     n_heads: int = 4
-    d_ff: int = 512  # feed-forward width
-    dropout: float = 0.1
+    d_ff: int = 256  # feed-forward width
+    dropout: float = 0.2
     max_len: int = 20  # history items the model reads (TIGER protocol: 20); each is n_levels tokens
     user_buckets: int = 0  # hashed user tokens prepended to the sequence (TIGER: 2000); 0 = none
     trie_softmax: bool = True  # each code's softmax covers only the codes that continue its prefix to a real item
@@ -28,29 +30,19 @@ class SidModelConfig:
 
 
 @dataclass(frozen=True)
-class SidTrainConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128  # users per batch, each batch padded to its own longest sequence
-    length_pool: int = 4  # batches per length-sorted pool ("sortish" batching); 1 = plain shuffle
+class SidTrainConfig(TrainBase):
+    """The generator's training (params `train` + `gpt2_sid.train`)."""
+    lr: float = 2e-3
     max_epochs: int = 100
     patience: int = 5  # validations without a better NDCG@10 before stopping
     val_every: int = 2  # validate (beam search) every this many epochs
     val_users: int = 1000  # fixed random subset of validation users decoded for early stopping; 0 = all
-    seed: int = 42
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = 1  # GPUs (DDP when > 1)
-    num_workers: int = 0
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
     # bf16-mixed: bfloat16 autocast in training and in every decoding (validation and test alike);
     # 32-true: float32 throughout
-    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    precision: Literal["32-true", "bf16-mixed"] = "bf16-mixed"
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
-            raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr: must be > 0, got {self.lr}")
+        super().validate()
         if self.val_users < 0:
             raise ValueError("train.val_users: must be >= 0")
 

@@ -20,12 +20,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    vectors: str  # a key of params `vectors`: the item vectors it quantises (dvc.yaml needs it)
+    protocol: str  # whose split's training items the tokenizer is fit on (dvc.yaml needs it)
+    set: dict[str, Any] = field(default_factory=dict)  # overrides of the `rqvae` section: key -> value
 
 SPECIAL_TOKENS = {"pad": 0, "bos": 1, "eos": 2}
 PAD_CODE = -1  # codes.npy row 0: the padding item has no codes

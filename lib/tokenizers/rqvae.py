@@ -61,7 +61,7 @@ class RQVAEConfig:
     fit_items: Literal["train", "all"] = "train"
     seed: int = 42  # torch init, shuffling, k-means and dead-code re-seeding
     device: str = "auto"  # auto = cuda if available else cpu; or any torch device string
-    threads: int = 0  # CPU threads for torch; 0 = torch's default (identical codes need the same count)
+    threads: int = 1  # CPU threads for torch; 0 = torch's default (identical codes need the same count)
     diversity_weight: float = 0.0  # weight of the code-usage diversity term (LETTER-style; `usage_deficit`); 0 = off
     pq_iters: int = 25  # pq/opq: k-means iterations of each sub-space's codebook (faiss's default)
     opq_iters: int = 50  # opq: alternations of PQ fit and rotation update (faiss's default)
