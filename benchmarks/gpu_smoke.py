@@ -142,7 +142,8 @@ def run_rpg(precision: str, data, tmp: Path, args) -> dict:
 
     train, val, test, codes, _ = data
     digits = np.vstack([np.full(4, -1), np.random.default_rng(2).integers(0, 8, size=(N_ITEMS, 4))])
-    cfg = RPGConfig(RPGModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.1, max_len=10),
+    cfg = RPGConfig(RPGModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.1, max_len=10,
+                                   digit_init="random"),
                     RPGTrainConfig(batch_size=16, warmup_steps=4, max_epochs=args.epochs, patience=args.epochs,
                                    device=args.device, threads=args.threads, precision=precision, seed=0), top_k=10)
     seed_and_pin(0, args.threads)  # as the training road does (lib/road.py)

@@ -33,7 +33,7 @@ def parallel_codes(seed: int = 0) -> np.ndarray:
 
 def small(**kw) -> RPGModelConfig:
     return RPGModelConfig(**{"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0,
-                             "max_len": 8, "temperature": 0.1, **kw})
+                             "max_len": 8, "temperature": 0.1, "digit_init": "random", **kw})
 
 
 def model(seed: int = 0) -> RPG:
@@ -181,7 +181,8 @@ def test_bf16_mixed_trains_too(tmp_path):
     assert facts["best_val_ndcg@10"] > 0.9
 
 
-PARAMS = {"rpg": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0, "max_len": 8},
+PARAMS = {"rpg": {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.0, "max_len": 8,
+                            "digit_init": "random"},
                   "train": {"lr": 0.01, "warmup_steps": 5, "batch_size": 16, "max_epochs": 4, "patience": 4,
                             "device": "cpu", "threads": 1},
                   "top_k": 5},
