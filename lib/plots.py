@@ -124,3 +124,14 @@ def curves_figure(curves: dict[str, pd.DataFrame], title: str, ylabel: str) -> F
     ax.grid(alpha=0.3)
     _legend_below(fig, ax, len(curves))
     return fig
+
+
+def figure(kind: str, name: str, data):
+    """The report's figure of `kind` (lib/report: at_k, cold_warm, curves, codebook_usage) named `name`."""
+    if kind == "at_k":
+        return at_k_figure(data)
+    if kind == "cold_warm":
+        return cold_warm_figure(data)
+    if kind == "curves":
+        return curves_figure(data, f"Validation NDCG@10 ({name.removeprefix('val_curves_')})", "NDCG@10")
+    return codebook_usage_figure(data)

@@ -13,6 +13,7 @@ import torch
 from _common import checked, setup_logging, stage_args
 from lib.cold import untrained
 from lib.collab import CollabVectorsConfig, check_run, collab_vectors, item_rows, load_entry
+from lib.data.split import fit_name
 from lib.io import read_json, write_json, write_npy
 from lib.tokenizers.codes import check_embeddings
 from lib.vectors import check_vectors_meta
@@ -43,8 +44,8 @@ def main(argv=None) -> None:
         run = read_json(args.run_info)
         check_run(run, cfg)
         learned = item_rows(torch.load(args.model_dir / "model.ckpt", map_location="cpu", weights_only=False))
-        refit_final = read_json(args.split_dir / "split.json").get("retrain_on_validation", False)
-        fit_file = args.split_dir / ("train_full.parquet" if refit_final else "train.parquet")
+        # the run's final model (whose rows these are) was fit on the test lists' data (lib/data/split.py)
+        fit_file = args.split_dir / f"{fit_name(read_json(args.split_dir / 'split.json'), 'test')}.parquet"
         warm = ~untrained(n_items, pd.read_parquet(fit_file, columns=["item"])["item"].to_numpy())
         warm[0] = False
         vectors, collab, facts = collab_vectors(content.astype(np.float64), learned, warm, cfg)

@@ -11,6 +11,7 @@ from _catalogue import load_catalogue
 from _common import load_section, setup_logging, stage_args
 from lib import catalogue
 from lib.cold import cold_pools
+from lib.data.split import fit_name
 from lib.evaluate import SPLITS, EvaluateConfig, evaluate_run
 from lib.io import read_json, write_json, write_parquet
 from lib.runs import PROTOCOL_VERSION
@@ -36,12 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     truth = {s: pd.read_parquet(args.split_dir / f"{s}.parquet") for s in SPLITS}
     recs = {s: pd.read_parquet(args.recs_dir / f"{s}.parquet") for s in SPLITS}
     items = pd.read_parquet(args.items, columns=["item"])
-    info = read_json(args.split_dir / "split.json")  # validation lists: fit on train; test: train_full under refit
-    def items_of(name: str):
-        return pd.read_parquet(args.split_dir / f"{name}.parquet", columns=["item"])["item"].unique()
-
-    train = items_of("train")
-    fit = {"val": train, "test": items_of("train_full") if info.get("retrain_on_validation") else train}
+    info = read_json(args.split_dir / "split.json")
+    fit = {s: pd.read_parquet(args.split_dir / f"{fit_name(info, s)}.parquet", columns=["item"])["item"].unique()
+           for s in SPLITS}  # the data each list's model was fit on (lib/data/split.py)
     table = load_catalogue(args.split_dir, len(items))
     try:
         lists = {s: catalogue.list_mask(table, s) for s in SPLITS}

@@ -13,7 +13,7 @@ import pandas as pd
 
 from _common import load_section, setup_logging, stage_args
 from lib.io import atomic_dir, read_json, write_figure, write_json, write_text
-from lib.plots import at_k_figure, codebook_usage_figure, cold_warm_figure, curves_figure
+from lib.plots import figure
 from lib.report import ReportConfig, ReportInputs, render
 
 
@@ -30,16 +30,6 @@ def _curve(run_dir: Path) -> pd.DataFrame | None:
         return None
     v = pd.read_csv(val, sep="\t").merge(pd.read_csv(epochs, sep="\t"), on="step")
     return pd.DataFrame({"step": v["epoch"], "value": v["ndcg@10"]})
-
-
-def _draw(kind: str, name: str, data):
-    if kind == "at_k":
-        return at_k_figure(data)
-    if kind == "cold_warm":
-        return cold_warm_figure(data)
-    if kind == "curves":
-        return curves_figure(data, f"Validation NDCG@10 ({name.removeprefix('val_curves_')})", "NDCG@10")
-    return codebook_usage_figure(data)
 
 
 def main() -> None:
@@ -89,7 +79,7 @@ def main() -> None:
         raise SystemExit(f"error: {e}") from None
     with atomic_dir(args.figures_dir) as figures, atomic_dir(args.protocols_dir) as protocols:
         for name, (kind, data) in report.figures.items():
-            write_figure(_draw(kind, name, data), figures / f"{name}.png", dpi=110)
+            write_figure(figure(kind, name, data), figures / f"{name}.png", dpi=110)
         for name, text in report.appendices.items():
             write_text(text, protocols / f"{name}.md")
     write_text(report.markdown, args.results)

@@ -136,7 +136,7 @@ def json_keys(sides: dict[str, Path], rel: str) -> str:
     """The top-level keys whose values differ between the two sides' JSON at `rel` (new-layout path)."""
     def load(side: str) -> dict:
         root = sides[side]
-        for f in root.rglob(Path(rel).name):
+        for f in root.rglob("*.json"):
             mapped = str(f.relative_to(root))
             for old, new in PATHS:
                 mapped = re.sub(old, new, mapped)
