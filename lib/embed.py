@@ -154,7 +154,9 @@ def embed_items(items: pd.DataFrame, cfg: EmbedConfig, encode_fn: EncodeFn) -> t
     unique, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
     start = time.perf_counter()
     vecs = np.asarray(encode_fn(list(unique)), dtype=np.float64)  # (U, dim)
-    seconds = time.perf_counter() - start
+    # logged, not in the stats: the stage's metrics are committed, and every fresh clone recomputes them (the same
+    # bytes, so that dvc.lock stays as it is); a wall-clock figure would differ on every machine
+    log.info("encoded %d unique texts in %.1f s", len(unique), time.perf_counter() - start)
     if vecs.ndim != 2 or vecs.shape[0] != len(unique):
         raise ValueError(f"encoder returned shape {vecs.shape} for {len(unique)} texts")
     if cfg.normalize:
@@ -169,7 +171,6 @@ def embed_items(items: pd.DataFrame, cfg: EmbedConfig, encode_fn: EncodeFn) -> t
         "dim": int(out.shape[1]),
         "round_decimals": ROUND_DECIMALS,
         "precision": cfg.precision,
-        "seconds": round(seconds, 2),
     }
     return out, stats
 
