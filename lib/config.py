@@ -112,8 +112,14 @@ class TrainBase:
     devices: int = 1  # GPUs (DDP when > 1)
     num_workers: int = 0  # data-loader workers
     threads: int = 1  # CPU threads for torch (results depend on it); 0 = torch's default
+    # learning rate over the optimizer steps of max_epochs: linear warm-up, then constant or cosine to 0
+    # (lib/trainer.py lr_factor); early stopping still picks the checkpoint on validation
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
 
     def validate(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError("train.warmup_steps: must be >= 0")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.val_every < 1:
             raise ValueError("train: batch_size, max_epochs, patience and val_every must be >= 1")
         if self.lr <= 0:

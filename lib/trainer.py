@@ -7,6 +7,7 @@ module is that setup, so a change to it (a callback, a flag) reaches both.
 from __future__ import annotations
 
 import logging
+import math
 import resource
 import shutil
 import time
@@ -93,6 +94,27 @@ class EpochTimer(Callback):
         best = f"best {self.best:.5f} at {self.best_epoch}" if self.best_epoch else "no validation yet"
         log.info("epoch %d/%d: train/loss %.4f, %s (%s) %.1f s; stops by epoch %d, <= %.0f s left", epoch,
                  trainer.max_epochs, float(m.get("train/loss", float("nan"))), val, best, self.seconds[-1], last, eta)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak lr at optimizer step `step`: linear warm-up over `warmup` steps, then constant or
+    cosine down to 0 at `total` steps (max_epochs x batches per epoch: a fixed budget, whatever early stopping does)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def with_schedule(optimizer: torch.optim.Optimizer, tc, total_steps: int):
+    """What a LightningModule's configure_optimizers returns: the optimizer alone for a constant rate without
+    warm-up (train.schedule constant, warmup_steps 0), else with a per-step LambdaLR of `lr_factor`."""
+    if tc.schedule == "constant" and not tc.warmup_steps:
+        return optimizer
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, tc.warmup_steps, total_steps, tc.schedule))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def seed_and_pin(seed: int, threads: int) -> None:

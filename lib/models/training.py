@@ -18,7 +18,7 @@ from lib.models.data import LengthBucketSampler, NextItemDataset, training_seque
 from lib.models.item_repr import ItemFeatures
 from lib.models.seqrec import SeqRec
 from lib.models.validation import ExactValidationModule
-from lib.trainer import fit_early_stopping, train_epochs
+from lib.trainer import fit_early_stopping, train_epochs, with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class SeqRecModule(ExactValidationModule):
         self.train_cfg = TrainConfig(**train_cfg)
         self.model = SeqRec(backbone, representation, n_items, ModelConfig(**model_cfg), features)
         self.positions_per_batch = 1.0  # set from the training data by `fit` / `refit`
+        self.total_steps = 1  # optimizer steps of max_epochs (the lr schedule's budget), set by `fit` / `refit`
 
     def training_step(self, batch, _):
         inp, tgt = batch
@@ -44,7 +45,9 @@ class SeqRecModule(ExactValidationModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)
+        tc = self.train_cfg
+        return with_schedule(torch.optim.Adam(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay), tc,
+                             self.total_steps)
 
 
 def _train_loader(seqs: list[np.ndarray], tc: TrainConfig) -> DataLoader:
@@ -71,6 +74,7 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
     seqs = training_sequences(train, cfg.model.max_len)
     train_loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
+    module.total_steps = tc.max_epochs * len(train_loader)
     val_loader = module.validation_loader(val, cfg.model.max_len, tc.num_workers, candidates=val_candidates)
     log.info("%s/%s: %d training sequences, %d validation users, %d items",
              backbone, representation, len(seqs), len(val), n_items)
@@ -95,4 +99,5 @@ def refit(backbone: str, representation: str, cfg: SeqRecConfig, train_full: pd.
     seqs = training_sequences(train_full, cfg.model.max_len)
     loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
+    module.total_steps = tc.max_epochs * len(loader)  # the schedule keeps fit's length: the same rate at each epoch
     return train_epochs(module, loader, tc, epochs, progress)

@@ -50,8 +50,6 @@ class RPGTrainConfig(TrainBase):
         super().validate()
         if self.grad_clip < 0:
             raise ValueError(f"train.grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
-        if self.warmup_steps < 0:
-            raise ValueError("train.warmup_steps: must be >= 0")
 
 
 @dataclass(frozen=True)

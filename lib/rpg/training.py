@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import asdict
 
 import numpy as np
@@ -25,7 +24,7 @@ from lib.models.data import LengthBucketSampler, NextItemDataset, training_seque
 from lib.models.validation import ExactValidationModule
 from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
 from lib.rpg.model import RPG
-from lib.trainer import fit_early_stopping, train_epochs
+from lib.trainer import fit_early_stopping, train_epochs, with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +32,6 @@ log = logging.getLogger(__name__)
 def autocast(tc: RPGTrainConfig, device: torch.device | str):
     """The numerical mode of train.precision for a forward pass (training and scoring alike)."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=tc.precision == "bf16-mixed")
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Multiplier of the peak lr at optimizer step `step`: linear warm-up, then cosine to 0 at `total`."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class RPGModule(ExactValidationModule):
@@ -83,10 +72,8 @@ class RPGModule(ExactValidationModule):
 
     def configure_optimizers(self):
         tc = self.train_cfg
-        opt = torch.optim.AdamW(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, tc.warmup_steps, self.total_steps, tc.schedule))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_schedule(torch.optim.AdamW(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay), tc,
+                             self.total_steps)
 
 
 def _module(cfg: RPGConfig, codes: np.ndarray, codebook_size: int, train: pd.DataFrame,

@@ -30,7 +30,7 @@ from lib.sid.model import SidGPT2
 from lib.sid.recommend import autocast, decode_users
 from lib.sid.trie import SidTrie
 from lib.sid.vocab import SidVocab, column_masks
-from lib.trainer import VAL_METRIC, fit_early_stopping, train_epochs
+from lib.trainer import VAL_METRIC, fit_early_stopping, train_epochs, with_schedule
 
 log = logging.getLogger(__name__)
 VOCAB_KEYS = ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")
@@ -50,6 +50,7 @@ class SidModule(L.LightningModule):
         self.model = SidGPT2(v, 1 + (ub > 0), masks, self.cfg.model)
         self.val_ndcg = MeanMetric()
         self.targets_per_batch = 1.0  # set by `fit`
+        self.total_steps = 1  # optimizer steps of max_epochs (the lr schedule's budget), set by `fit` / `refit`
         self.vocab: SidVocab | None = None  # set by `fit`: the generator reads codes, the trie masks them
         self.trie: SidTrie | None = None  # the training catalogue's trie (trie_softmax)
         self.val_trie: SidTrie | None = None  # the validation lists' catalogue: the search's trie
@@ -84,7 +85,9 @@ class SidModule(L.LightningModule):
         self.val_ndcg.reset()
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+        tc = self.cfg.train
+        return with_schedule(torch.optim.AdamW(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay), tc,
+                             self.total_steps)
 
 
 def validation_subset(val: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -109,6 +112,7 @@ def _module(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame
     sampler = LengthBucketSampler(ds.lengths(), tc.batch_size, tc.seed, tc.length_pool)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate, num_workers=tc.num_workers)
     module.targets_per_batch = sum(len(s) * vocab.n_levels for s in seqs) / max(1, len(sampler))
+    module.total_steps = tc.max_epochs * len(sampler)  # the lr schedule's budget (fit's, also in a refit)
     return module, loader, seqs
 
 

@@ -1,4 +1,6 @@
 """End-to-end training on a tiny synthetic split: early stopping, checkpoint with config, determinism."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +96,28 @@ def test_semantic_id_model_checkpoint_carries_codes_and_cold_mask(tmp_path):
     re = SeqRecModule.load_from_checkpoint(str(tmp_path / "ckpt" / "best.ckpt"), features=features,
                                            map_location="cpu")
     assert torch.equal(re.model.items(), best.model.items())
+
+
+def test_lr_schedule_constant_is_the_bare_optimizer_and_cosine_decays_to_zero_over_the_budget(tmp_path):
+    """train.schedule (lib/trainer.py): constant without warm-up keeps the plain optimizer (the default, as
+    before); cosine steps a LambdaLR per batch whose rate ends at 0 after max_epochs of batches."""
+    train, val = tiny_split()
+    for schedule, warmup in (("constant", 0), ("cosine", 2)):
+        c = cfg(max_epochs=3, patience=3, schedule=schedule, warmup_steps=warmup)
+        seed_and_pin(c.train.seed, c.train.threads)
+        best, facts = fit("sasrec", "id", c, train, val, N_ITEMS, None, str(tmp_path / schedule), progress=False)
+        assert isinstance(best, SeqRecModule) and facts["epochs"] == 3
+        module = SeqRecModule("sasrec", "id", N_ITEMS, dataclasses.asdict(c.model), dataclasses.asdict(c.train))
+        module.total_steps = 10
+        out = module.configure_optimizers()
+        if schedule == "constant":
+            assert isinstance(out, torch.optim.Optimizer)
+        else:
+            sched = out["lr_scheduler"]["scheduler"]
+            rates = []
+            for _ in range(10):
+                rates.append(out["optimizer"].param_groups[0]["lr"])
+                out["optimizer"].step()
+                sched.step()
+            assert rates[0] == pytest.approx(c.train.lr / 2) and rates[1] == pytest.approx(c.train.lr)  # warm-up
+            assert rates[2] > rates[5] > rates[9] > 0 and out["optimizer"].param_groups[0]["lr"] == pytest.approx(0)

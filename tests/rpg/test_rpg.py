@@ -14,7 +14,8 @@ import yaml
 from lib.catalogue import list_mask
 from lib.rpg.config import RPGConfig, RPGModelConfig, RPGTrainConfig
 from lib.rpg.model import RPG, digit_tokens
-from lib.rpg.training import RPGModule, fit, lr_factor
+from lib.rpg.training import RPGModule, fit
+from lib.trainer import lr_factor
 from tests.conftest import write_catalogue
 from tests.models.test_training import N_ITEMS as CYCLE_ITEMS
 from tests.models.test_training import tiny_split
