@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.config import TrainBase, from_dict
+from lib.config import from_dict
 from lib.runs import RunSpec, run_section
+from lib.train_config import TrainBase
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lib.config import TrainBase
+from lib.train_config import TrainBase
 
 Representation = Literal["id", "content_init", "content", "content_plus_id", "sid_unigram", "sid_bigram", "sid_plus_id"]
 

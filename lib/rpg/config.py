@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lib.config import TrainBase
+from lib.train_config import TrainBase
 
 
 @dataclass(frozen=True)
