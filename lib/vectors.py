@@ -11,13 +11,10 @@ Readers name them by `vectors`: tokenizers (params `tokenizers`) and content run
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.config import ConfigError
-
-KINDS = ("embed", "collab")  # the kinds of params `vectors`: one writing stage each, names unique across them
+KINDS = ("embed", "collab")  # the kinds of params `vectors`: one writing stage each (DVC refuses a name in both)
 DEFAULT_VECTORS = "minilm"  # the study's default vectors (MiniLM on all fields): the report's reference
 
 
@@ -25,18 +22,6 @@ DEFAULT_VECTORS = "minilm"  # the study's default vectors (MiniLM on all fields)
 class EmbedVectorsSpec:
     """Params `vectors.embed.<name>`: the `embed` section with overrides."""
     set: dict[str, Any] = field(default_factory=dict)  # overrides of the `embed` section: key -> value
-
-
-def check_names(tables: dict[str, Iterable[str] | None], writes: str) -> None:
-    """Tables whose entries all write `writes` (e.g. data/tokenizers/<name>) must not share a name."""
-    owners: dict[str, list[str]] = {}
-    for table, names in tables.items():
-        for name in names or ():
-            owners.setdefault(name, []).append(table)
-    clash = {n: t for n, t in sorted(owners.items()) if len(t) > 1}
-    if clash:
-        raise ConfigError("; ".join(f"{n!r} is a key of {' and '.join(t)}" for n, t in clash.items())
-                          + f": each would write {writes}; rename one")
 
 
 def check_vectors_meta(meta: dict, vectors: str, protocol: str, where) -> None:

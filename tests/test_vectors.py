@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from lib.config import ConfigError, load_table_entry
+from lib.config import load_table_entry
 from lib.embed import WORDLLAMA, EmbedConfig, embed_items
 from lib.tokenizers.codes import TokenizerSpec
-from lib.vectors import DEFAULT_VECTORS, KINDS, EmbedVectorsSpec, check_names, check_vectors_meta
+from lib.vectors import DEFAULT_VECTORS, KINDS, EmbedVectorsSpec, check_vectors_meta
 from tests.conftest import write_catalogue
 from tests.models.test_training import N_ITEMS, tiny_split
 from tests.test_embed import fake_encode, item_table
@@ -32,13 +32,6 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 # --- lib/vectors.py ---------------------------------------------------------------------------------------
 
-def test_names_shared_between_tables_of_one_namespace_are_refused():
-    check_names({"embed": ["minilm", "title"], "collab": ["collab"], "none": None}, "x/<name>")
-    with pytest.raises(ConfigError, match=r"'title' is a key of embed and collab: each would "
-                                          r"write data/vectors/<name>"):
-        check_names({"embed": ["title"], "collab": ["title", "x"]}, "data/vectors/<name>")
-
-
 def test_vectors_meta_must_name_the_vectors_and_a_protocol_the_reader_may_use():
     check_vectors_meta({"name": "title", "protocol": None}, "title", "loo", "m.json")  # text: any protocol
     check_vectors_meta({"name": "collab", "protocol": "gts"}, "collab", "gts", "m.json")
@@ -52,7 +45,7 @@ def test_real_vector_table_and_its_readers_agree():
     from lib.tokenizers.rqvae import RQVAEConfig
     table = PARAMS["vectors"]
     assert set(table) == set(KINDS) and DEFAULT_VECTORS in table["embed"]
-    check_names({kind: table[kind] for kind in KINDS}, "data/vectors/<name>")
+    assert not set(table["embed"]) & set(table["collab"]), "two stages would write one data/vectors/<name>"
     for name in table["embed"]:
         assert isinstance(load_table_entry(PARAMS, "vectors.embed", name, "embed", EmbedConfig, EmbedVectorsSpec)[1],
                           EmbedConfig)
