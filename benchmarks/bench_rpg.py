@@ -24,13 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict:
+def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int, batches: int = 0) -> dict:
     import pandas as pd
     import torch
     import yaml
 
     sys.path.insert(0, str(ROOT / "stages"))
-    from train_rpg import digits_and_codebook
+    from train_rpg import digits_and_codebook, tokenizer_centroids
 
     from _codes import load_codes  # the stage helpers live beside the stages
     from lib.config import apply_overrides, from_dict
@@ -47,7 +47,8 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
     split = ROOT / "data/split/gts"
     train, test = pd.read_parquet(split / "train.parquet"), pd.read_parquet(split / "test.parquet")
     seed_and_pin(cfg.train.seed, cfg.train.threads)  # as the training road does (lib/road.py)
-    module, loader, _ = _module(cfg, digits, codebook_size, train)
+    centroids = tokenizer_centroids(codes_dir) if cfg.model.digit_init == "codebook" else None
+    module, loader, _ = _module(cfg, digits, codebook_size, train, centroids=centroids)
     opt = module.configure_optimizers()["optimizer"]
     tc = cfg.train
 
@@ -62,11 +63,15 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
     for _ in range(epochs):
         module.train()
         t = time.perf_counter()
-        for inp, tgt in loader:
+        for b, (inp, tgt) in enumerate(loader):
+            if batches and b == batches:
+                break
             step(inp, tgt)
-        per_epoch.append(time.perf_counter() - t)
+        seconds = time.perf_counter() - t
+        per_epoch.append(seconds * len(loader) / batches if batches else seconds)
     out = {"set": sets, "digits": int(digits.shape[1]), "train_seconds_per_epoch": round(min(per_epoch), 2),
-           "batches_per_epoch": len(loader)}
+           "batches_per_epoch": len(loader),
+           "timed_batches": batches or len(loader)}
     if profile:
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as prof
@@ -90,22 +95,25 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int) -> dict
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--codes", type=Path, default=ROOT / "codes/opq", help="codes.npy + meta.json")
+    p.add_argument("--codes", type=Path, default=ROOT / "codes/opq_w128", help="codes.npy + meta.json")
     p.add_argument("--config", action="append", default=[], metavar="'KEY=VALUE ...'",
                    help="one configuration: overrides of the rpg section, space-separated (repeatable)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="profile N training batches")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batches", type=int, default=0, help="time only this many batches of an epoch and project "
+                                                          "the epoch from them (0 = whole epochs)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one is not None:
         import torch
         torch.set_num_threads(args.threads)
-        print(json.dumps(run_one(args.codes, args.epochs, args.one.split(), args.profile)))
+        print(json.dumps(run_one(args.codes, args.epochs, args.one.split(), args.profile, args.batches)))
         return
     for config in args.config or [""]:
         out = subprocess.run([sys.executable, __file__, "--one", config, "--epochs", str(args.epochs),
                               "--codes", str(args.codes), "--profile", str(args.profile),
-                              "--threads", str(args.threads)], check=True, capture_output=True, text=True).stdout
+                              "--threads", str(args.threads),
+                              "--batches", str(args.batches)], check=True, capture_output=True, text=True).stdout
         print(out.strip().splitlines()[-1], flush=True)
 
 

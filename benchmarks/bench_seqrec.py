@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run_one(backbone: str, epochs: int, representation: str, sets: list[str]) -> dict:
+def run_one(backbone: str, epochs: int, representation: str, sets: list[str], batches: int = 0) -> dict:
     import numpy as np
     import pandas as pd
     import torch
@@ -58,12 +58,15 @@ def run_one(backbone: str, epochs: int, representation: str, sets: list[str]) ->
     for _ in range(epochs):
         model.train()
         t = time.perf_counter()
-        for inp, tgt in loader:
+        for b, (inp, tgt) in enumerate(loader):
+            if batches and b == batches:
+                break
             opt.zero_grad()
             model.loss(inp, tgt, cfg.train.loss, cfg.train.ce_chunk, cfg.train.negatives,
                        cfg.train.ce_dtype).backward()
             opt.step()
-        per_epoch.append(time.perf_counter() - t)
+        seconds = time.perf_counter() - t
+        per_epoch.append(seconds * len(loader) / batches if batches else seconds)
     t = time.perf_counter()
     recommend(model, test, cfg.top_k, progress=False)
     infer = time.perf_counter() - t
@@ -79,16 +82,18 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--backbones", default="sasrec,gpt2")
     p.add_argument("--representation", default="id")
+    p.add_argument("--batches", type=int, default=0, help="time only this many batches of an epoch and project "
+                                                          "the epoch from them (0 = whole epochs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the backbone's params section, e.g. train.loss=sampled (repeatable)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.epochs, args.representation, args.set)))
+        print(json.dumps(run_one(args.one, args.epochs, args.representation, args.set, args.batches)))
         return
     for b in args.backbones.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", b, "--epochs", str(args.epochs),
-                              "--representation", args.representation]
+                              "--representation", args.representation, "--batches", str(args.batches)]
                              + [f"--set={x}" for x in args.set],
                              check=True, capture_output=True, text=True).stdout
         print(out.strip().splitlines()[-1], flush=True)

@@ -23,7 +23,9 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--epochs", type=int, default=1, help="training epochs to time (0 = skip)")
-    p.add_argument("--users", type=int, default=0, help="test users to decode (0 = all)")
+    p.add_argument("--batches", type=int, default=0, help="time only this many batches of an epoch and project "
+                                                          "the epoch from them (0 = whole epochs)")
+    p.add_argument("--users", type=int, default=0, help="test users to decode (0 = all, -1 = none)")
     p.add_argument("--checkpoint", type=Path, default=None)
     p.add_argument("--precision", default=None, help="override gpt2_sid.train.precision (training and decoding)")
     p.add_argument("--codes-dir", type=Path, default=ROOT / "codes/rqvae")
@@ -78,14 +80,22 @@ def main() -> None:
         for _ in range(args.epochs):
             model.train()
             t = time.perf_counter()
-            for inp, tgt, col, node in loader:
+            for b, (inp, tgt, col, node) in enumerate(loader):
+                if args.batches and b == args.batches:
+                    break
                 opt.zero_grad()
                 with autocast(cfg, "cpu"):
                     loss = model.loss(inp, tgt, col, node, trie.children)
                 loss.backward()
                 opt.step()
-            per_epoch.append(time.perf_counter() - t)
+            seconds = time.perf_counter() - t
+            per_epoch.append(seconds * len(loader) / args.batches if args.batches else seconds)
         out["train_seconds_per_epoch"] = round(min(per_epoch), 1)
+        out["timed_batches"] = args.batches or len(loader)
+    if args.users < 0:
+        print(json.dumps(out | {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+                         indent=2))
+        return
     t = time.perf_counter()
     recs, codes = recommend(model, vocab, trie, test, cfg, progress=True)
     seconds = time.perf_counter() - t

@@ -26,7 +26,7 @@ import pandas as pd
 from lib.data.split import LISTS, SplitData
 from lib.io import atomic_dir, write_json, write_parquet
 from lib.runs import RunSpec, run_info
-from lib.trainer import peak_memory_mb, publish_checkpoint, seed_and_pin, torch_device
+from lib.trainer import machine, peak_memory_mb, publish_checkpoint, seed_and_pin, torch_device
 
 
 class Family(Protocol):
@@ -95,7 +95,8 @@ def train_run(name: str, spec: RunSpec, part: Family, split: SplitData, files: R
             write_parquet(recs, files.recs_dir / f"{lists}.parquet")
             facts |= more
         publish_checkpoint(ckpt_tmp, files.model_dir)
-        facts = {"model": name, **part.head, **facts, **part.tail, "peak_memory_mb": peak_memory_mb(device)}
+        facts = {"model": name, **part.head, **facts, **part.tail, "peak_memory_mb": peak_memory_mb(device),
+                 "machine": machine(device)}
         write_json(facts, files.metrics)
         write_json(run_info(name, part.family, spec, tc.seed, part.n_levels, part.rules), files.run_info)
     return facts

@@ -178,3 +178,20 @@ def peak_memory_mb(device: str) -> float:
     if device == "cuda":
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def machine(device: str) -> dict:
+    """What a run's speed figures depend on: the CPU (model name, the kernels torch picked, bfloat16 arithmetic),
+    torch's thread count, and the GPU when one is used. Training facts carry it, so figures of runs trained on
+    different machines are told apart."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    names = [v.strip() for k, _, v in (line.partition(":") for line in cpuinfo.splitlines())
+             if k.strip() == "model name"]
+    facts = {"cpu": names[0] if names else "unknown", "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+             "cpu_bf16": native_bfloat16(cpuinfo) if cpuinfo else None, "threads": torch.get_num_threads()}
+    if device == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name()
+    return facts

@@ -147,3 +147,11 @@ def test_emulated_bfloat16_is_warned_about(monkeypatch, caplog):
     caplog.clear()
     trainer.warn_if_emulated_bfloat16(TrainConfig(ce_dtype="bfloat16", device="cpu"))
     assert not caplog.text
+
+
+def test_machine_facts_name_the_cpu_kernels_and_threads():
+    from lib.trainer import machine
+    torch.set_num_threads(1)
+    facts = machine("cpu")
+    assert facts["threads"] == 1 and facts["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(facts["cpu"], str) and facts["cpu_bf16"] in (True, False, None) and "gpu" not in facts

@@ -43,7 +43,7 @@ class TrainConfig(TrainBase):
     # over the target + `negatives` uniform negatives shared by the batch; bce = original SASRec, 1 negative
     negatives: int = 1024  # loss: sampled
     ce_chunk: int = 128  # positions per chunk of the full-softmax loss (lib/models/losses.py); 0 = all at once
-    ce_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # input type of the loss's matmuls (softmax stays float32)
+    ce_dtype: Literal["float32", "bfloat16"] = "float32"  # input type of the loss's matmuls (softmax stays float32)
 
     def validate(self) -> None:
         super().validate()

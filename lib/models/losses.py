@@ -1,63 +1,65 @@
-"""Full-softmax cross-entropy over the whole catalogue, computed in chunks of positions.
+"""Full-softmax cross-entropy over the whole catalogue: loss and gradients in one pass over the logits.
 
-`F.cross_entropy(h @ E.T, y)` materialises an (M, N) logit matrix (M ~ 8k positions x 12k
-items = 390 MB per batch) and streams it through memory several times in forward and
-backward. Here the logits of `chunk` positions at a time are built, reduced to a logsumexp,
-and rebuilt in backward: the same values and gradients, with a working set that stays in
-cache. Measured on this project's 2-core CPU (8,000 positions, d=64, loss forward+backward):
-0.63 s unchunked vs 0.28-0.46 s with chunks of 128-512; a whole SASRec epoch went from 20.0 s
-to 17.5 s. Peak memory of the loss drops from O(M N) to O(chunk N).
+`F.cross_entropy(h @ E.T, y)` materialises an (M, N) logit matrix (M ~ 1k positions x 12k items per
+batch) and streams it through memory several times in forward and backward. Here the logits of
+`chunk` positions at a time are built once: their softmax gives the loss and, in the same pass,
+both gradients ((softmax - onehot) @ E and its transpose @ h), which backward only scales. Three
+matmuls and one exp per logit instead of four and two for a loss that recomputes its logits in
+backward (this module's previous form), and a working set of O(chunk N) instead of O(M N).
+Measured on the loss alone (1,100 positions, 11,800 classes, d = 64, one thread, float32;
+benchmarks/bench_loss.py): see reports/NOTES.md, issue 31.
 """
 from __future__ import annotations
 
 import torch
 
 
-class _ChunkedSoftmaxCE(torch.autograd.Function):
+class _FusedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, e: torch.Tensor, y: torch.Tensor, chunk: int,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        # h (M, d) hidden states, e (C, d) class embeddings, y (M,) class indices in 0..C-1;
-        # `dtype` is the matmuls' input type (bfloat16: ~9x faster on CPUs with AVX-512 BF16), while the
-        # logits, logsumexp, softmax and every accumulation stay float32.
+        # h (M, d) hidden states, e (C, d) class embeddings, y (M,) class indices in 0..C-1 -> mean loss.
+        # `dtype` is the matmuls' input type (bfloat16 pays only on CPUs with native bfloat16 matmuls, AVX-512
+        # BF16 or AMX, and is ~10x slower on AVX2-only ones); the logits, softmax and every sum stay float32.
         mm = h.dtype if dtype == torch.float32 else dtype  # float32 = the inputs' own precision (exact)
         hl, el = h.to(mm), e.to(mm)
-        lse = torch.empty(h.shape[0], dtype=h.dtype, device=h.device)
+        grads = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        lse = h.new_zeros(())
+        gh = torch.empty_like(h) if grads else None
+        ge = torch.zeros_like(e) if grads else None
         for s in range(0, h.shape[0], chunk):
-            lse[s:s + chunk] = torch.logsumexp((hl[s:s + chunk] @ el.T).to(h.dtype), dim=1)  # (chunk,)
-        target = (h * e[y]).sum(1)  # (M,)
-        ctx.save_for_backward(h, e, y, lse)
-        ctx.chunk, ctx.dtype = chunk, mm
-        return (lse - target).mean()
+            hs = hl[s:s + chunk]
+            z = (hs @ el.T).to(h.dtype)  # (chunk, C) logits
+            top = z.amax(1, keepdim=True)
+            z.sub_(top).exp_()
+            total = z.sum(1, keepdim=True)
+            lse += (top + total.log()).sum()
+            if grads:  # d loss / d logits = softmax - onehot (per position; the mean's 1/M comes in backward)
+                z.div_(total)
+                z[torch.arange(z.shape[0], device=z.device), y[s:s + chunk]] -= 1
+                zl = z.to(mm)
+                gh[s:s + chunk] = (zl @ el).to(h.dtype)
+                ge += (zl.T @ hs).to(e.dtype)
+        if grads:
+            ctx.save_for_backward(gh, ge)
+        return (lse - (h * e[y]).sum()) / h.shape[0]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        h, e, y, lse = ctx.saved_tensors
-        scale = grad / h.shape[0]
-        hl, el = h.to(ctx.dtype), e.to(ctx.dtype)
-        gh = torch.empty_like(h)
-        ge = torch.zeros_like(e)
-        for s in range(0, h.shape[0], ctx.chunk):
-            hs = hl[s:s + ctx.chunk]
-            p = torch.exp((hs @ el.T).to(h.dtype) - lse[s:s + ctx.chunk, None])  # softmax (chunk, C)
-            p[torch.arange(p.shape[0], device=p.device), y[s:s + ctx.chunk]] -= 1  # d loss / d logits
-            p *= scale
-            pl = p.to(ctx.dtype)
-            gh[s:s + ctx.chunk] = (pl @ el).to(h.dtype)
-            ge += (pl.T @ hs).to(e.dtype)
-        return gh, ge, None, None, None
+        gh, ge = ctx.saved_tensors
+        scale = grad / gh.shape[0]
+        return gh * scale, ge * scale, None, None, None
 
 
 def full_softmax_ce(h: torch.Tensor, e: torch.Tensor, y: torch.Tensor, chunk: int = 128,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Summed cross-entropy of logits h @ e.T against y; chunk = 0 materialises all logits at once.
 
-    dtype bfloat16 runs the chunked path's matmuls in bfloat16 (float32 softmax and sums): measured
-    on this project's AVX-512 BF16 CPU, one thread, the loss ~4x faster; quality against float32 in README.
+    dtype bfloat16 runs the matmuls in bfloat16 (float32 softmax and sums); float32 is exact.
     """
     if dtype == torch.float32 and (chunk <= 0 or h.shape[0] <= chunk):
         return torch.nn.functional.cross_entropy(h @ e.T, y, reduction="sum")
-    return _ChunkedSoftmaxCE.apply(h, e, y, max(chunk, 1) if chunk > 0 else h.shape[0], dtype) * h.shape[0]
+    return _FusedSoftmaxCE.apply(h, e, y, max(chunk, 1) if chunk > 0 else h.shape[0], dtype) * h.shape[0]
 
 
 def sampled_softmax_ce(h: torch.Tensor, e: torch.Tensor, y: torch.Tensor, n_negatives: int) -> torch.Tensor:

@@ -44,7 +44,7 @@ class RPGTrainConfig(TrainBase):
     batch_size: int = 256  # users per batch (paper: 256)
     max_epochs: int = 25  # the cosine schedule ends here
     patience: int = 6  # validations without a better NDCG@10
-    precision: Literal["32-true", "bf16-mixed"] = "bf16-mixed"  # bf16-mixed: autocast in training and scoring
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"  # bf16-mixed: autocast in training and scoring
 
     def validate(self) -> None:
         super().validate()

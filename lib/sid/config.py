@@ -39,7 +39,7 @@ class SidTrainConfig(TrainBase):
     val_users: int = 1000  # fixed random subset of validation users decoded for early stopping; 0 = all
     # bf16-mixed: bfloat16 autocast in training and in every decoding (validation and test alike);
     # 32-true: float32 throughout
-    precision: Literal["32-true", "bf16-mixed"] = "bf16-mixed"
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
 
     def validate(self) -> None:
         super().validate()

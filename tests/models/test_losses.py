@@ -57,3 +57,18 @@ def test_sampled_softmax_matches_a_loop_over_positions():
         logits = torch.stack([h[i] @ e[y[i]]] + [h[i] @ e[n] for n in others])
         want += float(torch.logsumexp(logits, 0) - logits[0])
     assert abs(float(got) - want) < 1e-4 * max(1.0, abs(want))
+
+
+def test_loss_without_gradients_has_the_same_value_and_backward_scales_by_the_incoming_gradient():
+    """Under no_grad the fused pass skips the gradients but not the value; a weighted loss scales both gradients."""
+    torch.manual_seed(4)
+    h = torch.randn(70, 8, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(40, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 40, (70,))
+    with torch.no_grad():
+        quiet = full_softmax_ce(h, e, y, 16)
+    ref = F.cross_entropy(h @ e.T, y, reduction="sum")
+    assert torch.allclose(quiet, ref)
+    gh, ge = torch.autograd.grad(0.37 * ref, (h, e))
+    ch, ce = torch.autograd.grad(0.37 * full_softmax_ce(h, e, y, 16), (h, e))
+    assert torch.allclose(ch, gh) and torch.allclose(ce, ge)
