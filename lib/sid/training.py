@@ -49,6 +49,7 @@ class SidModule(L.LightningModule):
         masks = column_masks(vocab_meta["token_offsets"], vocab_meta["codebook_sizes"], v)
         self.model = SidGPT2(v, 1 + (ub > 0), masks, self.cfg.model)
         self.val_ndcg = MeanMetric()
+        self.val_nll = MeanMetric()  # teacher-forced -log P(target's codes | history): a cheap proxy of the search
         self.targets_per_batch = 1.0  # set by `fit`
         self.total_steps = 1  # optimizer steps of max_epochs (the lr schedule's budget), set by `fit` / `refit`
         self.vocab: SidVocab | None = None  # set by `fit`: the generator reads codes, the trie masks them
@@ -79,10 +80,35 @@ class SidModule(L.LightningModule):
                                 self.device, cold_items=self.cold_items)
         ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
         self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
+        reachable = int(self.val_trie.items[v["target"].to_numpy()].sum())
+        if reachable:
+            self.val_nll.update(self.target_nll(v["user"].to_numpy(), hist, v["target"].to_numpy()), weight=reachable)
+
+    @torch.no_grad()
+    def target_nll(self, users: np.ndarray, histories: list, targets: np.ndarray) -> torch.Tensor:
+        """Mean over users whose target the validation lists can hold of -log P(target item's codes | history)
+        under teacher forcing, each code's softmax over the validation trie's continuations (as trie_softmax
+        trains): the training loss on validation targets."""
+        known = self.val_trie.items[np.asarray(targets)]  # an unreachable target has no codes path in the trie
+        seqs = [np.r_[np.asarray(h, dtype=np.int64)[-self.cfg.model.max_len:], t]
+                for h, t, k in zip(histories, targets, known, strict=True) if k]
+        if not seqs:
+            return torch.zeros((), device=self.device)
+        ds = SidSequenceDataset(np.asarray(users)[known], seqs, self.vocab, self.val_trie.node_of)
+        inp, tgt, col, node = ds.collate([ds[i] for i in range(len(ds))])
+        n = torch.as_tensor([len(s) for s, _ in (ds[i] for i in range(len(ds)))]) - 1  # targets per row
+        col[torch.arange(col.shape[1])[None, :] < (n - self.vocab.n_levels)[:, None]] = -1  # the last item only
+        children = self.val_trie.children if self.model.cfg.trie_softmax else None
+        with autocast(self.cfg, self.device):
+            total = self.model.loss(inp.to(self.device), tgt.to(self.device), col.to(self.device),
+                                    node.to(self.device), children)
+        return total.float() / len(seqs)
 
     def on_validation_epoch_end(self):
         self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
+        self.log("val/target_nll", self.val_nll.compute())
         self.val_ndcg.reset()
+        self.val_nll.reset()
 
     def configure_optimizers(self):
         tc = self.cfg.train

@@ -225,3 +225,22 @@ def test_precision_applies_to_training_and_every_decoding(tmp_path, sid_world, m
     assert facts["best_val_ndcg@10"] > 0.9  # the successor rule is learnt in either mode
     for items, h in zip(recs["items"], val["history"], strict=True):
         assert len(set(items)) == 10 and not set(items) & set(h)
+
+
+def test_validation_target_nll_is_the_mean_brute_force_nll_of_reachable_targets(sid_world):
+    """The generator's cheap validation proxy: mean over users of -log p(target | history), each code's softmax
+    over the validation trie; a target outside that trie (unreachable) is left out, not scored as -inf."""
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    cfg = config()
+    module = SidModule({k: meta[k] for k in ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")},
+                       cfg.model.__dict__, cfg.train.__dict__, cfg.decode.__dict__, cfg.top_k)
+    module.model = random_model(v, seed=3)
+    items = np.ones(N_ITEMS + 1, dtype=bool)
+    items[20] = False  # item 20 is not in the validation lists' catalogue
+    module.vocab, module.val_trie = v, SidTrie(codes, v.sizes, items)
+    users, hists, targets = np.array([0, 1, 2]), [[3, 4], [7], [18, 19]], np.array([5, 8, 20])
+    got = module.target_nll(users, hists, targets)
+    want = [-brute_force_logp(module.model, v, v.sequence(np.array(h), u), module.val_trie)[t - 1]
+            for u, h, t in zip(users[:2], hists[:2], targets[:2], strict=True)]
+    torch.testing.assert_close(got, torch.stack(want).mean(), atol=1e-4, rtol=1e-4)
