@@ -89,15 +89,25 @@ class SidModule(L.LightningModule):
         """Mean over users whose target the validation lists can hold of -log P(target item's codes | history)
         under teacher forcing, each code's softmax over the validation trie's continuations (as trie_softmax
         trains): the training loss on validation targets."""
-        known = self.val_trie.items[np.asarray(targets)]  # an unreachable target has no codes path in the trie
+        targets = np.asarray(targets, dtype=np.int64)
+        known = self.val_trie.items[targets]  # an unreachable target has no codes path in the trie
         seqs = [np.r_[np.asarray(h, dtype=np.int64)[-self.cfg.model.max_len:], t]
                 for h, t, k in zip(histories, targets, known, strict=True) if k]
         if not seqs:
             return torch.zeros((), device=self.device)
-        ds = SidSequenceDataset(np.asarray(users)[known], seqs, self.vocab, self.val_trie.node_of)
+        # the history's items are inputs only (one may be newer than the trie's cut-off): no nodes, then the
+        # target's prefix nodes in the validation trie on its own tokens, the last n_levels targets of each row
+        ds = SidSequenceDataset(np.asarray(users)[known], seqs, self.vocab)
         inp, tgt, col, node = ds.collate([ds[i] for i in range(len(ds))])
-        n = torch.as_tensor([len(s) for s, _ in (ds[i] for i in range(len(ds)))]) - 1  # targets per row
-        col[torch.arange(col.shape[1])[None, :] < (n - self.vocab.n_levels)[:, None]] = -1  # the last item only
+        levels = self.vocab.n_levels
+        last = torch.as_tensor([len(s) for s in ds.seqs]) - 1 - levels  # (U,) first target position of the item
+        pos = last[:, None] + torch.arange(levels)[None, :]  # (U, levels)
+        rows = torch.arange(len(seqs))[:, None]
+        depth = np.stack(self.val_trie.node_of[:levels], axis=1)[targets[known]]  # (U, levels)
+        node[rows, pos] = torch.from_numpy(depth)
+        keep = torch.full_like(col, -1)
+        keep[rows, pos] = col[rows, pos]
+        col = keep  # only the target item's codes are scored
         children = self.val_trie.children if self.model.cfg.trie_softmax else None
         with autocast(self.cfg, self.device):
             total = self.model.loss(inp.to(self.device), tgt.to(self.device), col.to(self.device),

@@ -229,7 +229,8 @@ def test_precision_applies_to_training_and_every_decoding(tmp_path, sid_world, m
 
 def test_validation_target_nll_is_the_mean_brute_force_nll_of_reachable_targets(sid_world):
     """The generator's cheap validation proxy: mean over users of -log p(target | history), each code's softmax
-    over the validation trie; a target outside that trie (unreachable) is left out, not scored as -inf."""
+    over the validation trie; a target outside that trie (unreachable) is left out, not scored as -inf, and a
+    history item outside it (newer than the trie's cut-off) is read as input."""
     codes, meta = sid_world
     v = SidVocab.from_meta(codes, meta)
     cfg = config()
@@ -239,7 +240,7 @@ def test_validation_target_nll_is_the_mean_brute_force_nll_of_reachable_targets(
     items = np.ones(N_ITEMS + 1, dtype=bool)
     items[20] = False  # item 20 is not in the validation lists' catalogue
     module.vocab, module.val_trie = v, SidTrie(codes, v.sizes, items)
-    users, hists, targets = np.array([0, 1, 2]), [[3, 4], [7], [18, 19]], np.array([5, 8, 20])
+    users, hists, targets = np.array([0, 1, 2]), [[3, 4], [20, 7], [18, 19]], np.array([5, 8, 20])
     got = module.target_nll(users, hists, targets)
     want = [-brute_force_logp(module.model, v, v.sequence(np.array(h), u), module.val_trie)[t - 1]
             for u, h, t in zip(users[:2], hists[:2], targets[:2], strict=True)]
