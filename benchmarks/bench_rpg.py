@@ -55,7 +55,7 @@ def run_one(codes_dir: Path, epochs: int, sets: list[str], profile: int, batches
     def step(inp, tgt):
         opt.zero_grad()
         with autocast(tc, "cpu"):
-            loss = module.model.loss(inp, tgt) / module.positions_per_batch
+            loss = module.model.loss(inp, tgt, tc.loss_chunk) / module.positions_per_batch
         loss.backward()
         opt.step()
 

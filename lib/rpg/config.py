@@ -45,11 +45,14 @@ class RPGTrainConfig(TrainBase):
     max_epochs: int = 25  # the cosine schedule ends here
     patience: int = 6  # validations without a better NDCG@10
     precision: Literal["32-true", "bf16-mixed"] = "32-true"  # bf16-mixed: autocast in training and scoring
+    loss_chunk: int = 0  # > 0: the digit loss over this many positions at a time, recomputed in backward (memory)
 
     def validate(self) -> None:
         super().validate()
         if self.grad_clip < 0:
             raise ValueError(f"train.grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.loss_chunk < 0:
+            raise ValueError(f"train.loss_chunk: must be >= 0 (0 = the whole batch at once), got {self.loss_chunk}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import GPT2Config, GPT2Model
 
 from lib.rpg.config import RPGModelConfig
@@ -110,12 +111,23 @@ class RPG(nn.Module):
         codes = F.normalize(self.embed.weight[1:].view(self.n_digits, self.codebook_size, -1), dim=-1)  # (m, K, d)
         return torch.bmm(g, codes.transpose(1, 2))  # (m, M, K)
 
-    def loss(self, inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    def loss(self, inp: torch.Tensor, tgt: torch.Tensor, chunk: int = 0) -> torch.Tensor:
         """Per-digit cross-entropy of the next item at real positions (tgt > 0): mean over digits, summed
-        over positions (the trainer divides by a constant, as SeqRec.loss)."""
+        over positions (the trainer divides by a constant, as SeqRec.loss).
+
+        chunk > 0: the heads, logits and cross-entropy of `chunk` positions at a time, each recomputed in
+        backward (activation checkpointing): the same value and gradients, with the (digits, positions, K)
+        tensors of one chunk alive instead of the whole batch's (peak memory; some recomputation)."""
         mask = tgt > 0
-        logits = self.digit_logits(self.hidden(inp)[mask])  # (m, M, K)
+        h = self.hidden(inp)[mask]  # (M, d)
         target = self.digits[tgt[mask] - 1].T  # (m, M)
+        if chunk <= 0 or h.shape[0] <= chunk:
+            return self._digit_ce(h, target)
+        return sum(checkpoint(self._digit_ce, h[s:s + chunk], target[:, s:s + chunk], use_reentrant=False)
+                   for s in range(0, h.shape[0], chunk))
+
+    def _digit_ce(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = self.digit_logits(h)  # (m, M, K)
         ce = F.cross_entropy(logits.float().reshape(-1, self.codebook_size), target.reshape(-1), reduction="sum")
         return ce / self.n_digits
 

@@ -58,7 +58,7 @@ class RPGModule(ExactValidationModule):
     def training_step(self, batch, _):
         inp, tgt = batch
         with autocast(self.train_cfg, self.device):
-            loss = self.model.loss(inp, tgt) / self.positions_per_batch
+            loss = self.model.loss(inp, tgt, self.train_cfg.loss_chunk) / self.positions_per_batch
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=inp.shape[0])
         return loss
 

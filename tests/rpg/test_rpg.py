@@ -94,6 +94,24 @@ def test_per_digit_loss_equals_brute_force():
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_chunked_digit_loss_has_the_same_value_and_gradients(chunk):
+    """train.loss_chunk: the digit loss over chunks of positions, recomputed in backward, changes nothing else."""
+    m = model().double().train()
+    m.gpt.eval()  # dropout off: the two passes must see the same hidden states
+    inp = torch.tensor([[1, 2, 3, 0], [5, 6, 0, 0]])
+    tgt = torch.tensor([[2, 3, 4, 0], [6, 7, 0, 0]])  # 5 positions: chunks of 1, 2 or 3 with a remainder
+    m.heads.data.normal_(0, 0.1)  # non-zero heads, so their gradient paths are exercised
+    params = [p for p in m.parameters() if p.requires_grad]
+    whole = m.loss(inp, tgt)
+    want = torch.autograd.grad(whole, params)
+    chunked = m.loss(inp, tgt, chunk)
+    got = torch.autograd.grad(chunked, params)
+    torch.testing.assert_close(chunked, whole)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_exact_scores_equal_a_naive_loop_over_items():
     m = model()
     seq, lengths = torch.tensor([[1, 2, 3, 0], [9, 10, 11, 12]]), torch.tensor([3, 4])
