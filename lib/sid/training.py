@@ -80,21 +80,21 @@ class SidModule(L.LightningModule):
                                 self.device, cold_items=self.cold_items)
         ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
         self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
-        reachable = int(self.val_trie.items[v["target"].to_numpy()].sum())
+        nll, reachable = self.target_nll(v["user"].to_numpy(), hist, v["target"].to_numpy())
         if reachable:
-            self.val_nll.update(self.target_nll(v["user"].to_numpy(), hist, v["target"].to_numpy()), weight=reachable)
+            self.val_nll.update(nll, weight=reachable)
 
     @torch.no_grad()
-    def target_nll(self, users: np.ndarray, histories: list, targets: np.ndarray) -> torch.Tensor:
-        """Mean over users whose target the validation lists can hold of -log P(target item's codes | history)
-        under teacher forcing, each code's softmax over the validation trie's continuations (as trie_softmax
-        trains): the training loss on validation targets."""
+    def target_nll(self, users: np.ndarray, histories: list, targets: np.ndarray) -> tuple[torch.Tensor, int]:
+        """(mean, count) over the users whose target the validation lists can hold of -log P(target item's codes |
+        history) under teacher forcing, each code's softmax over the validation trie's continuations (as
+        trie_softmax trains): the training loss on validation targets."""
         targets = np.asarray(targets, dtype=np.int64)
         known = self.val_trie.items[targets]  # an unreachable target has no codes path in the trie
         seqs = [np.r_[np.asarray(h, dtype=np.int64)[-self.cfg.model.max_len:], t]
                 for h, t, k in zip(histories, targets, known, strict=True) if k]
         if not seqs:
-            return torch.zeros((), device=self.device)
+            return torch.zeros((), device=self.device), 0
         # the history's items are inputs only (one may be newer than the trie's cut-off): no nodes, then the
         # target's prefix nodes in the validation trie on its own tokens, the last n_levels targets of each row
         ds = SidSequenceDataset(np.asarray(users)[known], seqs, self.vocab)
@@ -112,7 +112,7 @@ class SidModule(L.LightningModule):
         with autocast(self.cfg, self.device):
             total = self.model.loss(inp.to(self.device), tgt.to(self.device), col.to(self.device),
                                     node.to(self.device), children)
-        return total.float() / len(seqs)
+        return total.float() / len(seqs), len(seqs)
 
     def on_validation_epoch_end(self):
         self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)

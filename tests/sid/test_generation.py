@@ -241,7 +241,8 @@ def test_validation_target_nll_is_the_mean_brute_force_nll_of_reachable_targets(
     items[20] = False  # item 20 is not in the validation lists' catalogue
     module.vocab, module.val_trie = v, SidTrie(codes, v.sizes, items)
     users, hists, targets = np.array([0, 1, 2]), [[3, 4], [20, 7], [18, 19]], np.array([5, 8, 20])
-    got = module.target_nll(users, hists, targets)
+    got, n = module.target_nll(users, hists, targets)
+    assert n == 2
     want = [-brute_force_logp(module.model, v, v.sequence(np.array(h), u), module.val_trie)[t - 1]
             for u, h, t in zip(users[:2], hists[:2], targets[:2], strict=True)]
     torch.testing.assert_close(got, torch.stack(want).mean(), atol=1e-4, rtol=1e-4)
