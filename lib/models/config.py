@@ -39,9 +39,10 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig(TrainBase):
     """The rankers' training (params `train` + `seqrec.train`)."""
-    loss: Literal["ce", "sampled", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); sampled = softmax
-    # over the target + `negatives` uniform negatives shared by the batch; bce = original SASRec, 1 negative
-    negatives: int = 1024  # loss: sampled
+    loss: Literal["ce", "sampled", "mixed", "bce"] = "ce"  # ce = full softmax over all items (SASRec+); sampled =
+    # softmax over the target + `negatives` uniform negatives shared by the batch; mixed = over the batch's targets +
+    # `negatives` uniform items, logQ-corrected (lib/models/losses.py); bce = original SASRec, 1 negative
+    negatives: int = 1024  # loss: sampled, mixed (uniform draws)
     ce_chunk: int = 128  # positions per chunk of the full-softmax loss (lib/models/losses.py); 0 = all at once
     ce_dtype: Literal["float32", "bfloat16"] = "float32"  # input type of the loss's matmuls (softmax stays float32)
 
@@ -49,6 +50,8 @@ class TrainConfig(TrainBase):
         super().validate()
         if self.loss == "sampled" and self.negatives < 1:
             raise ValueError(f"train.negatives: must be >= 1 with loss sampled, got {self.negatives}")
+        if self.loss == "mixed" and self.negatives < 0:
+            raise ValueError(f"train.negatives: must be >= 0 with loss mixed, got {self.negatives}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ benchmarks/bench_loss.py): see reports/NOTES.md, issue 31.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -77,3 +79,28 @@ def sampled_softmax_ce(h: torch.Tensor, e: torch.Tensor, y: torch.Tensor, n_nega
     logits = h @ e[neg].T  # (M, K)
     logits = logits.masked_fill(neg[None, :] == y[:, None], float("-inf"))
     return (torch.logsumexp(torch.cat([pos, logits], 1), 1) - pos[:, 0]).sum()
+
+
+def mixed_softmax_ce(h: torch.Tensor, e: torch.Tensor, y: torch.Tensor, target_p: torch.Tensor,
+                     n_uniform: int, log_q: bool = True) -> torch.Tensor:
+    """Summed sampled-softmax cross-entropy over the batch's own targets plus `n_uniform` uniform items,
+    each logit corrected by minus the log of its item's probability of being in that pool (logQ).
+
+    Mixed negative sampling (Yang et al., WWW 2020) with the sampling-bias correction of Yi et al.
+    (RecSys 2019). h (M, d) hidden states, e (C, d) class embeddings, y (M,) targets in 0..C-1,
+    target_p (C,) each class's share of the training targets. The pool is the *set* of the batch's
+    targets and the uniform draws, so every position's target is in it exactly once (no accidental
+    hit to mask). A class is in it with probability pi = 1 - (1 - p)^M (1 - 1/C)^K; subtracting
+    log pi from every pooled logit, the target's included, makes the loss estimate the full softmax's
+    (popular items are in-batch negatives often, and are penalised once per appearance, not more).
+    Cost O(M |pool|) instead of O(M C). log_q False drops the correction (for tests and ablations).
+    """
+    n_classes = e.shape[0]
+    draws = torch.randint(0, n_classes, (n_uniform,), device=h.device)
+    pool, idx = torch.unique(torch.cat([y, draws]), return_inverse=True)  # sorted pool; idx[:M] = target's column
+    logits = h @ e[pool].T  # (M, P)
+    if log_q:
+        p = target_p[pool].to(logits.dtype)
+        log_absent = h.shape[0] * torch.log1p(-p) + n_uniform * math.log1p(-1.0 / n_classes)
+        logits = logits - torch.log(-torch.expm1(log_absent))[None, :]
+    return torch.nn.functional.cross_entropy(logits, idx[: h.shape[0]], reduction="sum")

@@ -17,7 +17,7 @@ from torch import nn
 from lib.models.backbones import BACKBONES
 from lib.models.config import ModelConfig, Representation
 from lib.models.item_repr import ItemFeatures, ItemRepresentation
-from lib.models.losses import full_softmax_ce, sampled_softmax_ce
+from lib.models.losses import full_softmax_ce, mixed_softmax_ce, sampled_softmax_ce
 
 
 class SeqRec(nn.Module):
@@ -41,6 +41,16 @@ class SeqRec(nn.Module):
         # derived from the split, not learned: rebuilt from the features when a checkpoint is loaded
         self.register_buffer("classes", torch.as_tensor(classes, dtype=torch.long), persistent=False)  # (C,)
         self.register_buffer("class_of", torch.as_tensor(class_of), persistent=False)  # (N+1,) item -> class or -1
+        # each class's share of the training targets (loss `mixed`), set by the training code from its data
+        self.register_buffer("target_p", torch.zeros(len(classes)), persistent=False)  # (C,)
+
+    def set_target_counts(self, targets: np.ndarray) -> None:
+        """targets: the item ids of every training position's target -> `target_p` (loss `mixed`)."""
+        cls = self.class_of[torch.as_tensor(np.asarray(targets, dtype=np.int64))]
+        if bool((cls < 0).any()):
+            raise ValueError("a training target is not among the items known at the training cut-off")
+        counts = torch.bincount(cls, minlength=len(self.classes)).float()
+        self.target_p = (counts / counts.sum().clamp(min=1)).to(self.target_p.device)
 
     def hidden(self, seq: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:
         """seq (B, L) right-padded item ids -> hidden states (B, L, d)."""
@@ -65,6 +75,10 @@ class SeqRec(nn.Module):
             return full_softmax_ce(h, ec, y, ce_chunk, getattr(torch, ce_dtype))
         if kind == "sampled":  # softmax over the target and `negatives` uniformly sampled known items
             return sampled_softmax_ce(h, ec, y, negatives)
+        if kind == "mixed":  # softmax over the batch's targets + `negatives` uniform items, logQ-corrected
+            if not bool(self.target_p[y].gt(0).all()):
+                raise ValueError("loss mixed: target_p is unset or misses a batch target (call set_target_counts)")
+            return mixed_softmax_ce(h, ec, y, self.target_p, negatives)
         # Original SASRec: binary cross-entropy with one uniformly sampled negative per position.
         y = self.classes[y]  # back to item ids
         neg = self.classes[torch.randint(0, len(self.classes), y.shape, device=y.device)]

@@ -311,7 +311,7 @@ def test_id_dropout_only_in_training_and_no_draw_when_off():
         dataclasses.replace(CFG, id_dropout=1.0).validate()
 
 
-@pytest.mark.parametrize("loss", ["ce", "sampled", "bce"])
+@pytest.mark.parametrize("loss", ["ce", "sampled", "mixed", "bce"])
 def test_items_unknown_at_the_training_cut_off_are_in_no_training_objective(loss):
     """Issue 29: an item that does not exist yet is no negative: its row gets no gradient, and the full
     softmax equals a brute-force cross-entropy over the known items only."""
@@ -322,6 +322,12 @@ def test_items_unknown_at_the_training_cut_off_are_in_no_training_objective(loss
     m = SeqRec("sasrec", "id", N_ITEMS, CFG, ItemFeatures(known=known)).train()
     inp = torch.tensor([[1, 2, 3, 4, 0], [5, 6, 7, 0, 0]])
     tgt = torch.tensor([[2, 3, 4, 5, 0], [6, 7, 8, 0, 0]])
+    if loss == "mixed":
+        with pytest.raises(ValueError, match="set_target_counts"):
+            m.loss(inp, tgt, loss, negatives=64)
+        with pytest.raises(ValueError, match="not among the items known"):
+            m.set_target_counts(np.array([2, 3, 26]))
+        m.set_target_counts(tgt[tgt > 0].numpy())
     torch.manual_seed(1)
     value = m.loss(inp, tgt, loss, ce_chunk=2, negatives=64, ce_dtype="float32")
     value.backward()

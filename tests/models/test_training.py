@@ -121,3 +121,17 @@ def test_lr_schedule_constant_is_the_bare_optimizer_and_cosine_decays_to_zero_ov
                 sched.step()
             assert rates[0] == pytest.approx(c.train.lr / 2) and rates[1] == pytest.approx(c.train.lr)  # warm-up
             assert rates[2] > rates[5] > rates[9] > 0 and out["optimizer"].param_groups[0]["lr"] == pytest.approx(0)
+
+
+def test_mixed_negatives_learn_the_rule_and_refit_with_them(tmp_path):
+    """Loss `mixed`: the training code sets the target frequencies its logQ term needs, in fit and refit."""
+    from lib.models.training import refit
+
+    train, val = tiny_split()
+    c = cfg(loss="mixed", negatives=4)
+    _, facts = fit("sasrec", "id", c, train, val, N_ITEMS, None, str(tmp_path / "m"), progress=False)
+    assert facts["best_val_ndcg@10"] > 0.9
+    module = refit("sasrec", "id", c, train, N_ITEMS, None, epochs=1, progress=False)
+    assert module.model.target_p.sum().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="train.negatives"):
+        TrainConfig(loss="mixed", negatives=-1).validate()
