@@ -70,10 +70,11 @@ class EpochTimer(Callback):
     the latest `patience` validations after the best one (or at max_epochs).
     """
 
-    def __init__(self, patience: int = 0, val_every: int = 1):
+    def __init__(self, patience: int = 0, val_every: int = 1, monitor: str = VAL_METRIC, mode: str = "max"):
         self.seconds: list[float] = []
-        self.patience, self.val_every = patience, val_every
-        self.best, self.best_epoch = float("-inf"), 0
+        self.patience, self.val_every, self.monitor = patience, val_every, monitor
+        self.sign = 1 if mode == "max" else -1
+        self.best, self.best_epoch = float("-inf"), 0  # best of sign x metric
 
     def on_train_epoch_start(self, trainer, module):
         self._t = time.perf_counter()
@@ -82,16 +83,16 @@ class EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._t)
         m = trainer.callback_metrics
         epoch = trainer.current_epoch + 1
-        validated = epoch % self.val_every == 0 and VAL_METRIC in m  # else the metric is a stale one
-        if validated and float(m[VAL_METRIC]) > self.best:
-            self.best, self.best_epoch = float(m[VAL_METRIC]), epoch
+        validated = epoch % self.val_every == 0 and self.monitor in m  # else the metric is a stale one
+        if validated and self.sign * float(m[self.monitor]) > self.best:
+            self.best, self.best_epoch = self.sign * float(m[self.monitor]), epoch
         # the first validation always sets a best; `patience` validations without a better one end the run
         anchor = self.best_epoch or self.val_every
         last = min(trainer.max_epochs, anchor + self.patience * self.val_every) if self.patience \
             else trainer.max_epochs
         eta = max(0, last - epoch) * float(np.median(self.seconds))
-        val = f"{VAL_METRIC} {float(m[VAL_METRIC]):.5f}" if validated else "not validated"
-        best = f"best {self.best:.5f} at {self.best_epoch}" if self.best_epoch else "no validation yet"
+        val = f"{self.monitor} {float(m[self.monitor]):.5f}" if validated else "not validated"
+        best = f"best {self.sign * self.best:.5f} at {self.best_epoch}" if self.best_epoch else "no validation yet"
         log.info("epoch %d/%d: train/loss %.4f, %s (%s) %.1f s; stops by epoch %d, <= %.0f s left", epoch,
                  trainer.max_epochs, float(m.get("train/loss", float("nan"))), val, best, self.seconds[-1], last, eta)
 
@@ -136,19 +137,24 @@ def train_epochs(module: L.LightningModule, loader, tc, epochs: int, progress: b
 
 
 def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, ckpt_dir: str,
-                       logger=None, progress: bool = True) -> tuple[str, dict]:
-    """Train `module` until val NDCG@10 stops improving for `tc.patience` validations.
+                       logger=None, progress: bool = True, monitor: str = VAL_METRIC,
+                       mode: str = "max") -> tuple[str, dict]:
+    """Train `module` until the validation metric `monitor` (default NDCG@10) stops improving for `tc.patience`
+    validations (mode max: larger is better; min: smaller, e.g. a validation loss).
 
     `tc` is a train config (max_epochs, patience, val_every, device, devices). Returns the best
-    checkpoint's path and the facts every training stage reports.
+    checkpoint's path and the facts every training stage reports: `best_val_ndcg@10`, or, for another
+    monitor, `monitor` and `best_<monitor with _ for />`.
     """
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=VAL_METRIC, mode="max", save_top_k=1,
+    if mode not in ("max", "min"):
+        raise ValueError(f"early-stopping mode: max or min, got {mode!r}")
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            save_last=False, enable_version_counter=False, save_weights_only=True)
-    timer = EpochTimer(tc.patience, tc.val_every)
+    timer = EpochTimer(tc.patience, tc.val_every, monitor, mode)
     warn_if_emulated_bfloat16(tc)
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, accelerator=accelerator(tc.device), devices=tc.devices,
-        callbacks=[EarlyStopping(VAL_METRIC, mode="max", patience=tc.patience), ckpt, timer],
+        callbacks=[EarlyStopping(monitor, mode=mode, patience=tc.patience), ckpt, timer],
         check_val_every_n_epoch=tc.val_every, logger=logger if logger is not None else False,
         deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False)  # the length-bucket sampler shards by rank itself
@@ -156,8 +162,9 @@ def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, 
     trainer.fit(module, train_loader, val_loader)
     seconds = time.perf_counter() - t0
     epoch = int(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["epoch"])
-    return ckpt.best_model_path, {
-        "best_val_ndcg@10": round(float(ckpt.best_model_score), 6),
+    best = {"best_val_ndcg@10": round(float(ckpt.best_model_score), 6)} if monitor == VAL_METRIC else \
+        {"monitor": monitor, f"best_{monitor.replace('/', '_')}": round(float(ckpt.best_model_score), 6)}
+    return ckpt.best_model_path, best | {
         "best_epoch": epoch + 1,
         "epochs": trainer.current_epoch,
         "train_seconds": round(seconds, 1),

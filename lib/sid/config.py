@@ -37,6 +37,9 @@ class SidTrainConfig(TrainBase):
     patience: int = 5  # validations without a better NDCG@10 before stopping
     val_every: int = 2  # validate (beam search) every this many epochs
     val_users: int = 1000  # fixed random subset of validation users decoded for early stopping; 0 = all
+    # early stopping on: ndcg = beam-search NDCG@10 of the val_users (the lists' own metric); target_nll = the
+    # teacher-forced -log P(target's codes | history) of the val_users (one forward pass, no search; min)
+    monitor: Literal["ndcg", "target_nll"] = "ndcg"
     # bf16-mixed: bfloat16 autocast in training and in every decoding (validation and test alike);
     # 32-true: float32 throughout
     precision: Literal["32-true", "bf16-mixed"] = "32-true"

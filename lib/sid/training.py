@@ -3,6 +3,8 @@
 Validation runs the very beam search used on test (same width, same seen-item exclusion) on
 a fixed random subset of validation users, so the model is selected for generation, not
 for next-token loss (an earlier implementation of this study validated on token scores).
+Option `train.monitor: target_nll` stops on a cheaper proxy instead: the teacher-forced loss of the
+validation targets' codes over the validation trie (no search), logged under either monitor.
 
 Two catalogues (lib/catalogue.py, issue 29): the training trie holds the items known at the training
 cut-off (its trie-restricted softmax never spends mass on, nor learns against, an item that did not
@@ -33,6 +35,7 @@ from lib.sid.vocab import SidVocab, column_masks
 from lib.trainer import VAL_METRIC, fit_early_stopping, train_epochs, with_schedule
 
 log = logging.getLogger(__name__)
+NLL_METRIC = "val/target_nll"
 VOCAB_KEYS = ("codebook_sizes", "token_offsets", "special_tokens", "vocab_size")
 
 
@@ -76,10 +79,11 @@ class SidModule(L.LightningModule):
     def validation_step(self, rows, _):
         v = self.val_rows.iloc[rows.cpu().numpy() if torch.is_tensor(rows) else rows]
         hist = list(v["history"])
-        items, _ = decode_users(self.model, self.vocab, self.val_trie, v["user"].to_numpy(), hist, self.cfg,
-                                self.device, cold_items=self.cold_items)
-        ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
-        self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
+        if self.cfg.train.monitor == "ndcg":  # the search; the proxy alone otherwise
+            items, _ = decode_users(self.model, self.vocab, self.val_trie, v["user"].to_numpy(), hist, self.cfg,
+                                    self.device, cold_items=self.cold_items)
+            ranks = metrics.target_ranks(metrics.top_k(items, 10, seen=hist), v["target"].to_numpy())
+            self.val_ndcg.update(torch.as_tensor(metrics.ndcg(ranks, 10), dtype=torch.float32, device=self.device))
         nll, reachable = self.target_nll(v["user"].to_numpy(), hist, v["target"].to_numpy())
         if reachable:
             self.val_nll.update(nll, weight=reachable)
@@ -115,8 +119,9 @@ class SidModule(L.LightningModule):
         return total.float() / len(seqs), len(seqs)
 
     def on_validation_epoch_end(self):
-        self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
-        self.log("val/target_nll", self.val_nll.compute())
+        if self.cfg.train.monitor == "ndcg":
+            self.log(VAL_METRIC, self.val_ndcg.compute(), prog_bar=True)
+        self.log(NLL_METRIC, self.val_nll.compute(), prog_bar=self.cfg.train.monitor == "target_nll")
         self.val_ndcg.reset()
         self.val_nll.reset()
 
@@ -155,7 +160,7 @@ def _module(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame
 def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, val: pd.DataFrame, ckpt_dir: str,
         logger=None, progress: bool = True, cold: np.ndarray | None = None, catalogue: np.ndarray | None = None,
         val_candidates: np.ndarray | None = None) -> tuple[SidModule, dict]:
-    """Train with early stopping on beam-search NDCG@10; return the best module and training facts.
+    """Train with early stopping on beam-search NDCG@10 (or `train.monitor`); return the best module and facts.
 
     catalogue (N+1,) bool: the items known at the training cut-off, the training trie (trie_softmax);
     val_candidates (N+1,) bool: the validation lists' catalogue, the search's trie (default: catalogue);
@@ -174,15 +179,19 @@ def fit(cfg: GPT2SidConfig, vocab: SidVocab, meta: dict, train: pd.DataFrame, va
     module.val_rows = validation_subset(val, tc.val_users, tc.seed)
     n_targets = sum(len(s) * vocab.n_levels for s in seqs)
     lengths = np.array([min(len(h), cfg.model.max_len) for h in module.val_rows["history"]])
-    val_loader = DataLoader(length_batches(lengths, cfg.decode.batch_size), batch_size=None)
-    log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users decoded, vocab %d; "
+    search = tc.monitor == "ndcg"  # the proxy is one teacher-forced pass: training-sized batches
+    val_loader = DataLoader(length_batches(lengths, cfg.decode.batch_size if search else tc.batch_size),
+                            batch_size=None)
+    log.info("gpt2_sid: %d training sequences (%d target tokens), %d validation users, vocab %d; "
              "catalogue %d items in training, %d in validation lists", len(seqs), n_targets, len(module.val_rows),
              vocab.vocab_size, int(trie.items.sum()), int(module.val_trie.items.sum()))
-    best_path, facts = fit_early_stopping(module, train_loader, val_loader, tc, ckpt_dir, logger, progress)
+    best_path, facts = fit_early_stopping(module, train_loader, val_loader, tc, ckpt_dir, logger, progress,
+                                          *((VAL_METRIC, "max") if search else (NLL_METRIC, "min")))
     module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"])
     facts |= {
         "train_sequences": len(seqs),
-        "val_users_decoded": len(module.val_rows),
+        "val_users_decoded": len(module.val_rows) if search else 0,
+        "val_users": len(module.val_rows),
         "catalogue_train_items": int(trie.items.sum()),
         "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }

@@ -246,3 +246,36 @@ def test_validation_target_nll_is_the_mean_brute_force_nll_of_reachable_targets(
     want = [-brute_force_logp(module.model, v, v.sequence(np.array(h), u), module.val_trie)[t - 1]
             for u, h, t in zip(users[:2], hists[:2], targets[:2], strict=True)]
     torch.testing.assert_close(got, torch.stack(want).mean(), atol=1e-4, rtol=1e-4)
+
+
+def test_early_stopping_on_the_target_nll_proxy_never_searches_and_keeps_its_lowest_checkpoint(
+        tmp_path, sid_world, monkeypatch):
+    """train.monitor target_nll: validation is the teacher-forced proxy alone (no beam search), the run stops on
+    it and keeps the checkpoint of its lowest value; the model still learns the successor rule."""
+    import pandas as pd
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lib.sid import training
+
+    codes, meta = sid_world
+    v = SidVocab.from_meta(codes, meta)
+    train, val = cycle_split()
+
+    def no_search(*a, **k):
+        raise AssertionError("beam search during validation")
+
+    monkeypatch.setattr(training, "decode_users", no_search)
+    c = config(monitor="target_nll", max_epochs=30, patience=2, val_every=2, val_users=0)
+    logger = CSVLogger(str(tmp_path), name="log", version=0)
+    module, facts = fit(c, v, meta, train, val, str(tmp_path / "ck"), logger=logger, progress=False)
+    monkeypatch.undo()
+    log = pd.read_csv(tmp_path / "log" / "version_0" / "metrics.csv").dropna(subset=["val/target_nll"])
+    assert "val/ndcg@10" not in log.columns
+    assert facts["monitor"] == "val/target_nll" and "best_val_ndcg@10" not in facts
+    best = log["val/target_nll"].idxmin()
+    assert facts["best_val_target_nll"] == pytest.approx(log.loc[best, "val/target_nll"], abs=1e-5)
+    assert facts["best_epoch"] == int(log.loc[best, "epoch"]) + 1
+    assert facts["val_users"] == len(val) and facts["val_users_decoded"] == 0
+    recs, _ = recommend(module.model, v, module.trie, val, c, progress=False)
+    top1 = metrics.top_k(list(recs["items"]), 1, seen=list(val["history"]))[:, 0]
+    assert np.mean(top1 == val["target"].to_numpy()) > 0.9
