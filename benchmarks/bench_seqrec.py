@@ -28,7 +28,7 @@ def run_one(backbone: str, epochs: int, representation: str, sets: list[str], ba
 
     from lib.config import apply_overrides, from_dict
     from lib.models.config import SeqRecConfig
-    from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
+    from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences, training_targets
     from lib.models.item_repr import CODE_KINDS, CONTENT_KINDS, ItemFeatures
     from lib.models.recommend import recommend
     from lib.models.seqrec import SeqRec
@@ -51,7 +51,7 @@ def run_one(backbone: str, epochs: int, representation: str, sets: list[str], ba
     model = SeqRec(backbone, representation, n_items, cfg.model, features)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     seqs = training_sequences(train, cfg.model.max_len)
-    model.set_target_counts(np.concatenate([s[1:] for s in seqs]))  # loss mixed: as lib/models/training.py
+    model.set_target_counts(training_targets(seqs))  # loss mixed: as lib/models/training.py
     loader = DataLoader(NextItemDataset(seqs), collate_fn=NextItemDataset.collate,
                         batch_sampler=LengthBucketSampler([len(s) for s in seqs], cfg.train.batch_size,
                                                            pool=cfg.train.length_pool))

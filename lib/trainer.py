@@ -146,8 +146,6 @@ def fit_early_stopping(module: L.LightningModule, train_loader, val_loader, tc, 
     checkpoint's path and the facts every training stage reports: `best_val_ndcg@10`, or, for another
     monitor, `monitor` and `best_<monitor with _ for />`.
     """
-    if mode not in ("max", "min"):
-        raise ValueError(f"early-stopping mode: max or min, got {mode!r}")
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            save_last=False, enable_version_counter=False, save_weights_only=True)
     timer = EpochTimer(tc.patience, tc.val_every, monitor, mode)

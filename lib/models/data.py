@@ -21,6 +21,11 @@ def training_sequences(train: pd.DataFrame, max_len: int) -> list[np.ndarray]:
     return [s for s in seqs if len(s) >= 2]
 
 
+def training_targets(seqs: list[np.ndarray]) -> np.ndarray:
+    """The item id of every training position's target: each sequence s predicts s[1:] (NextItemDataset)."""
+    return np.concatenate([s[1:] for s in seqs]) if seqs else np.zeros(0, dtype=np.int64)
+
+
 def pad(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad with 0 -> (B, L) ids and (B,) lengths."""
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)

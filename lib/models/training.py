@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib.models.config import ModelConfig, SeqRecConfig, TrainConfig
-from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences
+from lib.models.data import LengthBucketSampler, NextItemDataset, training_sequences, training_targets
 from lib.models.item_repr import ItemFeatures
 from lib.models.seqrec import SeqRec
 from lib.models.validation import ExactValidationModule
@@ -74,7 +74,7 @@ def fit(backbone: str, representation: str, cfg: SeqRecConfig, train: pd.DataFra
     seqs = training_sequences(train, cfg.model.max_len)
     train_loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
-    module.model.set_target_counts(np.concatenate([s[1:] for s in seqs]))
+    module.model.set_target_counts(training_targets(seqs))
     module.total_steps = tc.max_epochs * len(train_loader)
     val_loader = module.validation_loader(val, cfg.model.max_len, tc.num_workers, candidates=val_candidates)
     log.info("%s/%s: %d training sequences, %d validation users, %d items",
@@ -100,6 +100,6 @@ def refit(backbone: str, representation: str, cfg: SeqRecConfig, train_full: pd.
     seqs = training_sequences(train_full, cfg.model.max_len)
     loader = _train_loader(seqs, tc)
     module.positions_per_batch = _positions_per_batch(seqs, tc)
-    module.model.set_target_counts(np.concatenate([s[1:] for s in seqs]))
+    module.model.set_target_counts(training_targets(seqs))
     module.total_steps = tc.max_epochs * len(loader)  # the schedule keeps fit's length: the same rate at each epoch
     return train_epochs(module, loader, tc, epochs, progress)
