@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -300,6 +301,48 @@ def test_real_study_core_and_report_baseline_exist():
         assert any(s.backbone == base["backbone"] and s.representation == base["representation"]
                    and s.protocol == protocol
                    for s in (parse_run(f, n, PARAMS["runs"][f][n]) for f, n in REAL_RUNS)), protocol
+
+
+def _seed_groups() -> dict[str, list[str]]:
+    """model -> its runs in the table: the entry without a `train.seed` override and those that differ from it
+    only in that override (how the report groups seeds, lib/report/models.py)."""
+    def key(family, name):
+        spec = parse_run(family, name, PARAMS["runs"][family][name])
+        rest = {k: v for k, v in spec.set.items() if k != "train.seed"}
+        return json.dumps([family, dataclasses.asdict(dataclasses.replace(spec, set=rest))], sort_keys=True)
+    by_key: dict[str, list[tuple[str, bool]]] = {}
+    for family, name in REAL_RUNS:
+        seeded = "train.seed" in (PARAMS["runs"][family][name].get("set") or {})
+        by_key.setdefault(key(family, name), []).append((name, seeded))
+    groups = {}
+    for members in by_key.values():
+        named = [n for n, seeded in members if not seeded]
+        assert len(named) == 1, f"one entry without a seed override per model: {members}"
+        groups[named[0]] = [n for n, _ in members]
+    return groups
+
+
+def test_real_table_answers_the_questions_and_nothing_else():
+    """Every run is a seed of a model named in a report question, or SASRec-ID / a generator under another protocol
+    (question 6, one row per protocol), or the run whose item rows the collaborative vectors read."""
+    groups = _seed_groups()
+    report = PARAMS["report"]
+    named = {m for q in report["questions"].values() for m in q["models"]}
+    assert named <= set(groups), f"questions name models not in the table: {sorted(named - set(groups))}"
+    other_protocol = {n for f, n in REAL_RUNS if parse_run(f, n, PARAMS["runs"][f][n]).protocol != report["protocol"]}
+    collab_sources = {e["run"] for e in PARAMS["vectors"].get("collab", {}).values()}
+    idle = set(groups) - named - other_protocol - collab_sources
+    assert not idle, f"runs that answer no question: {sorted(idle)}"
+
+
+def test_real_claimed_models_have_the_claim_seeds():
+    """A model in a confirmatory claim, or a question's reference, has `min_claim_seeds` seeds in the table."""
+    groups = _seed_groups()
+    report = PARAMS["report"]
+    claimed = {m for pair in report["confirmatory"] for m in pair}
+    claimed |= {r for q in report["questions"].values() for r in q["references"]}
+    short = {m: len(groups.get(m, [])) for m in claimed if len(groups.get(m, [])) < report["min_claim_seeds"]}
+    assert not short, f"claimed models with fewer than {report['min_claim_seeds']} seeds: {short}"
 
 
 def test_codes_of_another_protocol_are_refused():

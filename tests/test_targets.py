@@ -74,20 +74,19 @@ def test_a_name_two_tables_would_write_is_refused_by_dvc(repo):
     assert p.returncode != 0 and "data/vectors/title" in (p.stdout + p.stderr)
 
 
-def test_real_content_representation_set():
-    """study.content_reps: the content runs and the generator on each item text / encoder, and the stages
-    that build their vectors and codes."""
+def test_real_text_set():
+    """study.text: the content runs and the generator on the bare title and on WordLlama, and the stages that
+    build their vectors and codes."""
     def real(*args: str) -> list[str]:
         p = subprocess.run([sys.executable, str(ROOT / "tools/targets.py"), *args], capture_output=True, text=True,
                            cwd=ROOT, timeout=120)
         assert p.returncode == 0, p.stderr
         return p.stdout.split()
-    assert real("runs", "content_reps") == [
-        "generators@gpt2_sid", "generators@gpt2_sid_title", "generators@gpt2_sid_wordllama",
-        "content_rankers@sasrec_content_plus_id", "content_rankers@sasrec_content",
+    assert real("runs", "text") == [
+        "generators@gpt2_sid_title", "generators@gpt2_sid_wordllama",
         "content_rankers@sasrec_content_plus_id_title", "content_rankers@sasrec_content_title",
         "content_rankers@sasrec_content_plus_id_wordllama", "content_rankers@sasrec_content_wordllama"]
-    assert set(real("upstream", "content_reps")) == {
-        "parse", "preprocess", "split@gts", "embed@minilm", "embed@title", "embed@wordllama", "tokenizer@rqvae",
+    assert set(real("upstream", "text")) == {
+        "parse", "preprocess", "split@gts", "embed@title", "embed@wordllama",
         "tokenizer@rqvae_title", "tokenizer@rqvae_wordllama"}
     assert {"content_rankers@sasrec_content_title", "generators@gpt2_sid_collab"} <= set(real("runs", "all"))
