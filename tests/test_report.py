@@ -680,7 +680,7 @@ def test_the_repositorys_report_params_load_and_name_existing_questions():
 
     from lib.config import from_dict
     cfg = from_dict(ReportConfig, yaml.safe_load((ROOT / "params.yaml").read_text())["report"], "report")
-    assert len(cfg.questions) == 6 and cfg.confirmatory  # + the protocol section (lib/report/protocols.py)
+    assert len(cfg.questions) == 6 and cfg.confirmatory  # the protocol section is not one (lib/report/protocols.py)
     assert {q.target for q in cfg.questions.values()} == {"all", "cold"}
 
 

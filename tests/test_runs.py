@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -304,21 +303,17 @@ def test_real_study_core_and_report_baseline_exist():
 
 
 def _seed_groups() -> dict[str, list[str]]:
-    """model -> its runs in the table: the entry without a `train.seed` override and those that differ from it
-    only in that override (how the report groups seeds, lib/report/models.py)."""
-    def key(family, name):
-        spec = parse_run(family, name, PARAMS["runs"][family][name])
-        rest = {k: v for k, v in spec.set.items() if k != "train.seed"}
-        return json.dumps([family, dataclasses.asdict(dataclasses.replace(spec, set=rest))], sort_keys=True)
-    by_key: dict[str, list[tuple[str, bool]]] = {}
+    """model -> its runs in the table, grouped as the report groups seeds (lib/report/models.group_seeds) over the
+    run.json each run's training stage writes (lib/runs.run_info)."""
+    from lib.report.models import SEED_OVERRIDE, group_seeds
+    infos = {}
     for family, name in REAL_RUNS:
-        seeded = "train.seed" in (PARAMS["runs"][family][name].get("set") or {})
-        by_key.setdefault(key(family, name), []).append((name, seeded))
-    groups = {}
-    for members in by_key.values():
-        named = [n for n, seeded in members if not seeded]
-        assert len(named) == 1, f"one entry without a seed override per model: {members}"
-        groups[named[0]] = [n for n, _ in members]
+        spec = parse_run(family, name, PARAMS["runs"][family][name])
+        infos[name] = run_info(name, family, spec, seed=spec.set.get(SEED_OVERRIDE, PARAMS["train"]["seed"]))
+    groups = group_seeds(infos)
+    for model, members in groups.items():  # a second entry without a seed would be the same model twice
+        plain = [r for r in members if SEED_OVERRIDE not in infos[r]["overrides"]]
+        assert plain == [model], f"one entry without a seed override per model: {members}"
     return groups
 
 
