@@ -1,5 +1,6 @@
 # Entry points: `make core` (set up + the core comparison + report), `make study` (every run + report),
 # `make test` (set up + the tests). Runs train two at a time, one torch thread each (params threads: 1).
+# One pipeline per dataset: PIPELINE=. (Beauty, the default) or PIPELINE=yelp (`make core PIPELINE=yelp`).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,15 +15,18 @@ $(BIN)/.installed: requirements.txt
 
 setup: $(BIN)/.installed
 
-DVC := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc
-TARGETS := $(BIN)/python tools/targets.py
+PIPELINE ?= .
+PIPE := $(abspath $(PIPELINE))
+DVC := cd $(PIPE) && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/dvc
+TARGETS := $(abspath $(BIN))/python $(abspath tools/targets.py) --repo $(PIPE)
+LOGS := $(abspath logs)/$(if $(filter .,$(PIPELINE)),,$(notdir $(PIPE))_)
 LANES ?= 2
 # upstream of a run set: recompute the missing splits and text vectors (the same bytes on every machine), then
 # the rest, skipping stages whose recorded inputs are unchanged even where their data is missing (committed codes)
 UPSTREAM = $(DVC) repro $$($(TARGETS) rebuilt $(1)) && $(DVC) repro --allow-missing $$($(TARGETS) upstream $(1))
 # one run per lane: its training, then its evaluation; -s = never re-check the shared upstream (built first)
 LANE := xargs -P $(LANES) -I{} sh -c 'echo "$$(date +%T) start {}"; ($(DVC) repro -s train_{} && $(DVC) repro -s evaluate_{}) \
-	> "logs/$$(echo {} | tr @ _).log" 2>&1 && echo "$$(date +%T) done {}" || { echo "FAILED {}: see logs/"; exit 255; }'
+	> "$(LOGS)$$(echo {} | tr @ _).log" 2>&1 && echo "$$(date +%T) done {}" || { echo "FAILED {}: see logs/"; exit 255; }'
 
 core: setup
 	mkdir -p logs

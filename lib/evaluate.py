@@ -9,6 +9,10 @@ removes any other item before cutting at K (the same rule for every model, like 
 them (`off_catalogue_items`), and a target outside the catalogue (`target_unreachable`) is a miss for
 every model.
 
+Repeat consumption (Yelp): a target the user has consumed before is a legitimate re-visit, and
+`filter_seen` makes it a miss for every model. `unfiltered` also scores the same lists without the
+filter (`<split>/unfiltered/...`, with the repeat and new targets apart, and a per-user `rank_unfiltered`).
+
 Outputs per run: flat means (`test/ndcg@10`, `test/cold_target/hr@10`, `val/...`, coverage) and
 the per-user rank of the target (validation and test users, with the slice flags), a small
 table committed to git from which the report recomputes every per-user metric and paired test
@@ -24,7 +28,7 @@ report states lift over chance. The pool (`knowable`: the list's untrained candi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -45,6 +49,7 @@ class EvaluateConfig:
     length_buckets: tuple[int, ...] = (5, 10, 20)  # upper edges of history-length slices: <=5, 6-10, 11-20, >20
     cold_pools: tuple[Literal["knowable"], ...] = ("knowable",)  # lib/cold.py
     control_k: int = 10  # cut-off of the per-user control columns (the report's paired tests), <= max(ks)
+    unfiltered: bool = False  # also score the lists without seen-item filtering (re-visits as hits): `*/unfiltered/*`
 
     def validate(self) -> None:
         for name in ("ks", "length_buckets"):
@@ -59,6 +64,8 @@ class EvaluateConfig:
             raise ValueError(f"control_k: must be in 1..max(ks) = {max(self.ks)}, got {self.control_k}")
         if len(set(self.cold_pools)) != len(self.cold_pools):
             raise ValueError(f"cold_pools: repeated pool in {list(self.cold_pools)}")
+        if self.unfiltered and not self.filter_seen:
+            raise ValueError("unfiltered: the main figures are already unfiltered (filter_seen: false); set one")
 
 
 @dataclass
@@ -138,6 +145,12 @@ def score(truth: pd.DataFrame, recs: pd.DataFrame, n_items: int, cfg: EvaluateCo
     cov = {f"coverage@{k}": coverage(top, k, n_cand) for k in cfg.ks}
     return target_ranks(top, truth["target"].to_numpy()), {**cov, "catalogue_items": n_cand,
                                                             "off_catalogue_items": off}, top
+
+
+def repeat_targets(truth: pd.DataFrame) -> np.ndarray:
+    """(U,) bool: the target is an item of the user's input (a re-visit)."""
+    return np.array([bool(np.any(np.asarray(h) == y)) for h, y in zip(truth["history"], truth["target"], strict=True)],
+                    dtype=bool)
 
 
 def stored_ranks(ranks: np.ndarray) -> np.ndarray:
@@ -241,12 +254,13 @@ def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], 
     empty = [s for s in SPLITS if len(truth[s]) == 0]
     if empty:
         raise ValueError(f"no ground-truth users in split(s) {empty}")
+    repeats = {split: repeat_targets(t) for split, t in truth.items()}
     if cfg.filter_seen:
-        for split, t in truth.items():
-            n = sum(bool(np.any(np.asarray(h) == y)) for h, y in zip(t["history"], t["target"], strict=True))
-            if n:
+        for split, rep in repeats.items():
+            if rep.any():
                 log.warning("%s: %d of %d targets are in their user's history; filter_seen makes them "
-                            "unreachable for every model", split, n, len(t))
+                            "unreachable for every model%s", split, rep.sum(), len(rep),
+                            "" if cfg.unfiltered else " (evaluate.unfiltered scores them too)")
     flat: dict[str, float] = {}
     frames = []
     for split in SPLITS:
@@ -273,6 +287,14 @@ def evaluate_run(truth: dict[str, pd.DataFrame], recs: dict[str, pd.DataFrame], 
             frame[f"pool_{name}"] = ctl["reachable"]
             frame[f"control_{name}/hr@{k}"] = ctl[f"hr@{k}"].astype(np.float32)
             frame[f"control_{name}/ndcg@{k}"] = ctl[f"ndcg@{k}"].astype(np.float32)
+        if cfg.unfiltered:  # the same lists, seen items kept: re-visits can be hit
+            rep = repeats[split]
+            raw, raw_cov, _ = score(t, recs[split], n_items, replace(cfg, filter_seen=False),
+                                    f"{label} ({split} recommendations, unfiltered)", cand)
+            flat.update(summarize(f"{split}/unfiltered", raw, cfg.ks, raw_cov,
+                                  {"repeat_target": rep, "new_target": ~rep}))
+            frame["target_repeat"] = rep
+            frame["rank_unfiltered"] = stored_ranks(raw)
         frames.append(frame)
     log.info("%s: test ndcg@10=%.4f hr@10=%.4f", label, flat.get("test/ndcg@10", float("nan")),
              flat.get("test/hr@10", float("nan")))

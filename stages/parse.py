@@ -1,4 +1,4 @@
-"""Stage `parse`: raw Amazon 2014 files -> interactions and items parquet + metrics/parse.json."""
+"""Stage `parse`: raw files (Amazon 2014 layout) -> interactions and items parquet + metrics/parse.json."""
 from _common import load_section, setup_logging, stage_args
 from lib.data.parse import ParseConfig, parse_meta, parse_reviews
 from lib.data.raw import RawDataError, ensure_raw
@@ -19,7 +19,7 @@ def main() -> None:
     except RawDataError as e:
         raise SystemExit(f"error: {e}") from None
     inter, rc = parse_reviews(paths["reviews"])
-    items, mc = parse_meta(paths["meta"])
+    items, mc = parse_meta(paths["meta"], cfg.categories)
     if inter.empty:
         raise SystemExit(f"error: no valid review lines in {paths['reviews']}")
     write_parquet(inter, args.interactions)

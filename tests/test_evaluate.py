@@ -94,6 +94,30 @@ def test_filter_seen_switch_by_hand():
     assert on.per_user["rank"].tolist() == [1, 1] and off.per_user["rank"].tolist() == [3, 3]
 
 
+def test_unfiltered_scores_revisits_beside_the_filtered_figures():
+    """User 0 re-visits item 4 (in its history), user 1 wants a new item. Filtered, the re-visit is a miss for any
+    list; unfiltered, it is hit at rank 1, and the new target moves from rank 1 to rank 3 (4 and 2 come first)."""
+    truth = pd.DataFrame({"user": [0, 1], "history": [[4, 2], [4, 2]], "target": [4, 8], "target_timestamp": [0, 0],
+                          "history_length": [2, 2], "target_cold": [False, False], "user_cold": [False, False]})
+    recs = {s: pd.DataFrame({"user": [0, 1], "items": [[4, 2, 8, 5], [4, 2, 8, 5]]}) for s in ("val", "test")}
+    items = pd.DataFrame({"item": np.arange(1, 11)})
+    cfg = EvaluateConfig(ks=(1, 3), control_k=3)
+    plain = evaluate_run({"val": truth, "test": truth}, recs, items, cfg)
+    both = evaluate_run({"val": truth, "test": truth}, recs, items, dataclasses.replace(cfg, unfiltered=True))
+    assert {k: v for k, v in both.metrics.items() if "/unfiltered/" not in k} == plain.metrics  # main figures kept
+    m = both.metrics
+    assert m["test/hr@1"] == 0.5 and m["test/unfiltered/hr@1"] == 0.5  # filtered: user 1; unfiltered: user 0
+    assert m["test/unfiltered/repeat_target/hr@1"] == 1.0 and m["test/unfiltered/new_target/hr@1"] == 0.0
+    assert m["test/unfiltered/new_target/mrr@3"] == pytest.approx(1 / 3)
+    assert m["test/unfiltered/repeat_target/users"] == 1 and m["val/unfiltered/users"] == 2
+    test = both.per_user[both.per_user["split"] == "test"]
+    assert test["rank"].tolist() == [0, 1] and test["rank_unfiltered"].tolist() == [1, 3]
+    assert test["target_repeat"].tolist() == [True, False]
+    assert "rank_unfiltered" not in plain.per_user  # off (Beauty): the per-user file is as before
+    with pytest.raises(ConfigError, match="evaluate.unfiltered"):
+        from_dict(EvaluateConfig, {"unfiltered": True, "filter_seen": False}, "evaluate")
+
+
 def test_per_user_ranks_reproduce_every_mean():
     """The committed per-user file is enough to recompute each mean and slice the metrics file holds."""
     truth = {"val": _truth(1), "test": _truth(2)}

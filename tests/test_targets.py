@@ -66,6 +66,27 @@ def test_upstream_is_dvcs_graph_dependencies_first(repo):
     assert {"embed@title", "split@loo", "tokenizer@u"} <= set(title) and "embed@minilm" not in title
 
 
+def test_a_second_pipeline_in_a_subdirectory_is_addressed_on_its_own(repo):
+    """A dataset's pipeline (yelp/: links to the root's dvc.yaml, its own params) has the root's stage names; each
+    pipeline's targets are its own stages, and a tokenizer whose codes git ignores is refit by a fresh clone."""
+    sub = repo / "sub"
+    sub.mkdir()
+    (sub / "dvc.yaml").symlink_to("../dvc.yaml")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["runs"]["rankers"]["only_sub"] = {"backbone": "sasrec", "protocol": "loo"}
+    params["study"]["core"] = ["only_sub", "g"]
+    (sub / "params.yaml").write_text(yaml.safe_dump(params))
+    assert targets(sub, "runs", "core").stdout.split() == ["generators@g", "rankers@only_sub"]
+    up = targets(sub, "upstream", "core").stdout.split()
+    assert set(up) == {"parse", "preprocess", "split@gts", "split@loo", "embed@minilm", "tokenizer@t"}
+    assert "split@loo" not in targets(repo, "upstream", "core").stdout.split()  # the root's graph is its own
+    assert "tokenizer@t" not in targets(sub, "rebuilt", "core").stdout.split()  # no git: codes count as committed
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("/sub/codes/\n")
+    assert "tokenizer@t" in targets(sub, "rebuilt", "core").stdout.split()  # codes kept out of git: refit
+    assert "tokenizer@t" not in targets(repo, "rebuilt", "core").stdout.split()
+
+
 def test_a_name_two_tables_would_write_is_refused_by_dvc(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["vectors"]["collab"]["title"] = params["vectors"]["collab"]["cv"]  # both write data/vectors/title

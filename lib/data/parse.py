@@ -1,4 +1,4 @@
-"""Parse the raw Amazon 2014 review and metadata files into flat tables.
+"""Parse the raw review and metadata files (Amazon 2014 layout) into flat tables.
 
 Metadata lines come in two styles: strict JSON, and the original files' Python-literal
 lines (single quotes), read with `ast.literal_eval` (never `eval`). A line that parses
@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ class ParseConfig:
     category: str = "Beauty"  # Amazon 2014 category, names the raw files
     source_dir: str = ""  # local directory holding the raw files; "" = download when missing
     download_timeout: float = 30.0  # seconds before a stalled download fails
+    categories: Literal["path", "tags"] = "path"  # meta `categories`: Amazon's category paths | a flat tag set
 
 
 def _load_line(line: str) -> dict | None:
@@ -97,6 +99,26 @@ def _categories(value) -> str:
     return " | ".join(x for x in paths if x)
 
 
+def _tags(value) -> str:
+    """A flat, unordered tag set (Yelp: [[tag, ...]], wrapped like a path list) -> 'tag1, tag2': the tags in
+    their file order, each once, nested lists flattened; never a ' > ' path, which would claim a hierarchy."""
+    if isinstance(value, str):
+        return value
+    out: list[str] = []
+
+    def walk(v) -> None:
+        if isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif v is not None and str(v).strip() and str(v) not in out:
+            out.append(str(v))
+    walk(value)
+    return ", ".join(out)
+
+
+CATEGORY_READERS = {"path": _categories, "tags": _tags}
+
+
 def _text(value) -> str:
     if value is None:
         return ""
@@ -112,8 +134,11 @@ def _price(value) -> float:
         return np.nan
 
 
-def parse_meta(path: Path) -> tuple[pd.DataFrame, dict]:
-    """Items table (item_id, title, description, brand, categories, price), plus counts."""
+def parse_meta(path: Path, categories: str = "path") -> tuple[pd.DataFrame, dict]:
+    """Items table (item_id, title, description, brand, categories, price), plus counts.
+
+    `categories` names how the `categories` field is read (CATEGORY_READERS: ParseConfig.categories)."""
+    read_categories = CATEGORY_READERS[categories]
     rows = []
     lines = bad = dup = 0
     seen = set()
@@ -128,7 +153,7 @@ def parse_meta(path: Path) -> tuple[pd.DataFrame, dict]:
         seen.add(rec["asin"])
         row = {"item_id": rec["asin"]}
         row.update({col: _text(rec.get(field)) for field, col in META_TEXT_FIELDS.items()})
-        row["categories"] = _categories(rec.get("categories"))
+        row["categories"] = read_categories(rec.get("categories"))
         row["price"] = _price(rec.get("price"))
         rows.append(row)
     cols = ["item_id", "title", "description", "brand", "categories", "price"]

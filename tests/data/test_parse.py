@@ -43,6 +43,22 @@ def test_json_and_python_literal_metadata_parse_to_the_same_table(tmp_path):
                       "with_description": 2, "with_brand": 1, "with_categories": 2, "with_price": 2}
 
 
+def test_flat_tag_sets_are_read_as_tags_not_as_a_path(tmp_path):
+    """Yelp's layout: one outer list around an unordered tag set. `path` would make 'Chinese > Restaurants' a
+    hierarchy; `tags` keeps the tags in file order, each once, and an empty set stays empty."""
+    records = [{"asin": "B1", "title": "John's BBQ", "categories": [["Chinese", "Restaurants"]]},
+               {"asin": "B2", "title": "Bank", "categories": [[]]},
+               {"asin": "B3", "title": "Bar", "categories": [["Bars", "Food"], ["Bars", "Nightlife"]]},
+               {"asin": "B4", "title": "No field"}]
+    path = write_gz(tmp_path / "meta.json.gz", [json.dumps(r) for r in records])
+    tags, counts = parse_meta(path, "tags")
+    assert list(tags["categories"]) == ["Chinese, Restaurants", "", "Bars, Food, Nightlife", ""]
+    assert counts["with_categories"] == 2
+    as_path, _ = parse_meta(path)  # the default: Amazon's paths
+    assert as_path.loc[0, "categories"] == "Chinese > Restaurants"
+    pd.testing.assert_frame_equal(tags.drop(columns="categories"), as_path.drop(columns="categories"))
+
+
 def test_malformed_metadata_lines_are_skipped_and_counted(tmp_path):
     lines = [
         repr(META_RECORDS[0]),
