@@ -19,7 +19,7 @@ DATASET_KEYS = {"parse": {"category", "categories", "source_dir"},
                 "preprocess": {"remove_consecutive_repeats"},  # Yelp: re-visits are the data
                 "evaluate": {"unfiltered"}}  # Yelp: re-visits scored too
 TABLES = {"protocols", "vectors", "tokenizers", "runs", "study", "report"}  # per dataset: subsets of the root's
-REPORT_DATASET_KEYS = {"questions", "published"}  # the rest of `report` (claims, tests) is the study's own
+REPORT_DATASET_KEYS = {"dataset", "compare", "questions", "published"}  # the rest (claims, tests): the same
 
 
 def _params(path: Path) -> dict:
