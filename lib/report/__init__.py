@@ -23,14 +23,15 @@ import pandas as pd
 
 from lib.report.appendix import appendix, figure_models, requests
 from lib.report.config import Baseline, Question, ReportConfig
+from lib.report.datasets import Side, claims_block, question_block
 from lib.report.decoding import decoding_section
 from lib.report.models import Models, ReportInputs, collapse_seeds
-from lib.report.protocols import confirmatory_line, opening, protocol_section
+from lib.report.protocols import confirmatory_line, opening, protocol_section, revisit_section
 from lib.report.questions import Plan, plan, section
 from lib.report.scopes import Scope, best_on_validation, by_scope, rules_of
 from lib.report.stats import Request, TestBook, run_tests
 
-__all__ = ["Baseline", "Models", "Question", "Report", "ReportConfig", "ReportInputs", "render"]
+__all__ = ["Analysis", "Baseline", "Models", "Question", "Report", "ReportConfig", "ReportInputs", "analyse", "render"]
 
 
 @dataclass
@@ -93,8 +94,19 @@ def answers_figure(plans: list[Plan], models: Models) -> tuple[str, pd.DataFrame
     return (f"answers_{scope.name}", at_k(picks[:8], models)) if picks else None
 
 
-def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figures", "../figures")) -> Report:
-    """The whole report. links: the figures directory relative to RESULTS.md and to the appendices."""
+@dataclass
+class Analysis:
+    """One dataset's models, scopes, question plans and tests: what its report shows."""
+    models: Models
+    scopes: dict[Scope, tuple[list[str], list[str]]]
+    headline: Scope
+    plans: list[Plan]
+    confirm: list[Request]
+    book: TestBook
+
+
+def analyse(inp: ReportInputs, cfg: ReportConfig) -> Analysis:
+    """Runs -> models over seeds -> each question's plan -> every test the report shows, in its families."""
     missing = sorted(set(inp.runs) ^ set(inp.evals) | set(inp.runs) ^ set(inp.per_user))
     if missing:
         raise ValueError(f"runs without all of run.json, eval metrics and per-user ranks: {missing}")
@@ -113,23 +125,51 @@ def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figu
             asked[p.scope] += p.requests()
     for s, (plain, _) in scopes.items():
         asked[s] += requests(plain, models, cfg)
-    book: TestBook = run_tests(asked, {headline: set(confirm)}, models, cfg)
+    return Analysis(models, scopes, headline, plans, confirm, run_tests(asked, {headline: set(confirm)}, models, cfg))
 
+
+def side(a: Analysis, cfg: ReportConfig) -> Side:
+    return Side(cfg.dataset, cfg, {p.key: p for p in a.plans}, a.book, a.headline)
+
+
+def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figures", "../figures"),
+           other: tuple[ReportInputs, ReportConfig, str | None] | None = None) -> Report:
+    """The whole report. links: the figures directory relative to RESULTS.md and to the appendices. other: the
+    other dataset's inputs, its `report` params and a link to its RESULTS.md: each answer says whether it agrees
+    (lib/report/datasets.py; no run there yet = no comparison)."""
+    a = analyse(inp, cfg)
+    models, scopes, headline, plans, book = a.models, a.scopes, a.headline, a.plans, a.book
+    plain_head = scopes.get(headline, ([], []))[0]
+    this = there = None
+    if other is not None and other[0].runs:
+        this, there = side(a, cfg), side(analyse(other[0], other[1]), other[1])
+    compared: dict[str, Any] = {}
     figures: dict[str, tuple[str, Any]] = {}
-    out = ["# Results", "",
+    out = [f"# Results: {cfg.dataset}", "",
            "Rendered by the `report` stage from committed files (`results/`, `metrics/`, `plots/`); do not edit by "
            "hand. Each table holds runs of one protocol under one protocol version; full leaderboards, every paired "
            "test and per-protocol details are in the appendices listed at the end.", "",
            *opening(inp.splits, cfg), confirmatory_line(headline, plain_head, book, cfg), ""]
+    if other is not None and there is None:
+        out += [f"**{other[1].dataset}:** no run there yet, so no answer says whether it agrees.", ""]
+    if there is not None:
+        lines, compared["claims"] = claims_block(this, there)
+        out += lines
+        compared["questions"] = {}
     for i, p in enumerate(plans, 1):
         out += section(i, p, models, book, cfg)
+        if there is not None:
+            lines, compared["questions"][p.key] = question_block(p.key, this, there, other[2])
+            out += lines
     fig = answers_figure(plans, models)
     if fig:
         figures[fig[0]] = ("at_k", fig[1])
         out += [f"NDCG@K and HR@K of the references and of each one's model chosen on validation (test; "
                 f"{fig[0].removeprefix('answers_')}):", "", f"![{fig[0]}]({links[0]}/{fig[0]}.png)", ""]
     out += protocol_section(len(plans) + 1, scopes, models, inp.splits, cfg)
-    appendices, board = {}, {"protocol": cfg.protocol, "protocol_version": cfg.protocol_version, "scopes": {},
+    out += revisit_section(plain_head, models, cfg)
+    appendices, board = {}, {"dataset": cfg.dataset, "protocol": cfg.protocol, "protocol_version": cfg.protocol_version,
+                             "scopes": {},
                              "questions": {p.key: {"scope": p.scope.name if p.scope else None, "rows": p.rows,
                                                    "references": p.refs} for p in plans}}
     decoding_run = (inp.decoding or {}).get("run")
@@ -149,6 +189,8 @@ def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figu
                               if models.n_seeds(m) > 1 else {})} for m in plain},
             "rule_runs": {m: rules_of(models.runs[m], models.train.get(m)) for m in ruled},
             "tests": book.of(s)}
+    if there is not None:
+        board["compare"] = {"dataset": there.name, **compared}
     out += ["## Appendices", ""]
     for s, (plain, ruled) in scopes.items():
         out.append(f"- [{s.name}](protocols/{s.name}.md): protocol `{s.protocol}`, {s.label}; {len(plain)} "
