@@ -5,7 +5,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: core study runs repro test setup lint
+.PHONY: core study runs repro compare test setup lint
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,11 @@ LOGS := $(abspath logs)/$(if $(filter .,$(PIPELINE)),,$(notdir $(PIPE))_)
 LANES ?= 2
 # upstream of a run set: recompute the missing splits and text vectors (the same bytes on every machine), then
 # the rest, skipping stages whose recorded inputs are unchanged even where their data is missing (committed codes)
-UPSTREAM = $(DVC) repro $$($(TARGETS) rebuilt $(1)) && $(DVC) repro --allow-missing $$($(TARGETS) upstream $(1))
+# (an empty stage list is an error: `dvc repro` without targets would reproduce the whole pipeline)
+UPSTREAM = t=$$($(TARGETS) rebuilt $(1)) && [ -n "$$t" ] && $(DVC) repro $$t \
+	&& t=$$($(TARGETS) upstream $(1)) && [ -n "$$t" ] && $(DVC) repro --allow-missing $$t
+# the report, after the decoders' comparison it ends with (skipped where its recorded inputs are unchanged)
+REPORT = $(DVC) repro -s --allow-missing decoding && $(DVC) repro -s report
 # one run per lane: its training, then its evaluation; -s = never re-check the shared upstream (built first)
 LANE := xargs -P $(LANES) -I{} sh -c 'echo "$$(date +%T) start {}"; ($(DVC) repro -s train_{} && $(DVC) repro -s evaluate_{}) \
 	> "$(LOGS)$$(echo {} | tr @ _).log" 2>&1 && echo "$$(date +%T) done {}" || { echo "FAILED {}: see logs/"; exit 255; }'
@@ -32,13 +36,13 @@ core: setup
 	mkdir -p logs
 	$(call UPSTREAM,core)
 	$(TARGETS) runs core | $(LANE)
-	$(DVC) repro -s report
+	$(REPORT)
 
 study: setup
 	mkdir -p logs
 	$(call UPSTREAM,all)
 	$(TARGETS) runs all | $(LANE)
-	$(DVC) repro -s report
+	$(REPORT)
 
 repro: study
 
@@ -46,7 +50,10 @@ runs: setup  # `make runs SET=protocol`: the runs of params study.<SET> (and wha
 	mkdir -p logs
 	$(call UPSTREAM,$(SET))
 	$(TARGETS) runs $(SET) | $(LANE)
-	$(DVC) repro -s report
+	$(REPORT)
+
+compare: setup  # after both pipelines' reports: per answer of Beauty's report, do Yelp's tests agree?
+	$(DVC) repro -s compare@yelp
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests

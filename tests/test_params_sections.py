@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DVC = {name: stage.get("do", stage)  # a foreach stage's body
        for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-NOT_A_STAGE = {"study"}  # read by tools/targets.py for the Makefile, by no dvc stage
+NOT_A_STAGE = {"study", "compare"}  # read by tools/targets.py for the Makefile | expanded by dvc.yaml's
+# foreach into the compare stages' paths; by no stage script
 LOADERS = {"load_section", "load_table_entry", "load_entry", "load_run"}
 YAML_READS = {"safe_load", "load", "full_load", "unsafe_load"}  # yaml.<these>: a params file read around the loaders
 

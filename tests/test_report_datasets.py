@@ -1,17 +1,15 @@
-"""lib/report/datasets.py and the report stage's --compare-*: whether the other dataset agrees, per answer."""
+"""lib/report/datasets.py and stage `compare`: whether another dataset agrees, per answer, from two leaderboards."""
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
-import sys
 
 import pytest
 
 from lib.report import render
-from lib.report.datasets import AGREE, DISAGREE, OTHER_WAY, PARTLY, SAME_WAY, agreement
-from tests.test_report import STAGES, _argv, build, config, inputs, section
+from lib.report.datasets import AGREE, DISAGREE, OTHER_WAY, PARTLY, SAME_WAY, agreement, compare
+from tests.test_report import PARAMS, STAGES, build, config, inputs, section
 
 
 @pytest.fixture(scope="module")
@@ -30,50 +28,62 @@ def twin(tmp_path_factory):
     return root, other
 
 
-def _claims(board: dict) -> dict[tuple[str, str], dict]:
-    return {(r["model"], r["against"]): r for r in board["compare"]["claims"]}
+@pytest.fixture(scope="module")
+def boards(twin):
+    """The leaderboards of the two synthetic datasets' reports, and of an identical copy of the first."""
+    root, other = twin
+    beauty = render(inputs(root), config(dataset="Beauty")).leaderboard
+    return beauty, render(inputs(other), config(dataset="Yelp")).leaderboard, {**beauty, "dataset": "Twin"}
 
 
-def test_identical_data_agrees_on_every_comparison(twin):
-    """The other dataset's tests are the same tests: on identical inputs each pair's two tests are equal and every
-    verdict is 'agrees' (claimable) or 'same direction' (exploratory)."""
-    root, _ = twin
-    inp = inputs(root)
-    rep = render(inp, config(), other=(inp, config(dataset="Twin"), "../twin/RESULTS.md"))
-    comp = rep.leaderboard["compare"]
-    assert comp["dataset"] == "Twin" and comp["claims"]
-    rows = comp["claims"] + [r for q in comp["questions"].values() for r in q]
+def test_identical_data_agrees_on_every_comparison(boards):
+    """The other dataset's tests are its report's tests: on identical inputs each pair's two tests are equal and
+    every verdict is 'agrees' (claimable) or 'same direction' (exploratory)."""
+    beauty, _, twin = boards
+    md, data = compare(beauty, twin, config(), "../twin/RESULTS.md")
+    assert data["other"] == "Twin" and data["claims"]
+    rows = data["claims"] + [r for q in data["questions"].values() for r in q]
+    assert rows
     for r in rows:
         if r["Beauty"] is not None:
             assert r["Beauty"] == r["Twin"], r
             assert r["agreement"] in (AGREE, SAME_WAY), r
-    assert any(r["agreement"] == AGREE for r in rows) and any(r["agreement"] == SAME_WAY for r in rows)
-    body = section(rep.markdown, "## 1.")
-    assert "**Does Twin agree?** ([its report](../twin/RESULTS.md))" in body
-    assert "The claims on Twin" in rep.markdown
+    assert {r["agreement"] for r in rows} >= {AGREE, SAME_WAY}
+    assert "([its report](../twin/RESULTS.md))" in md
+    heads = re.findall(r"^## \d+\. (.*)$", md, flags=re.M)
+    assert heads == [q["title"] for q in beauty["questions"].values()]  # one section per answer, in its order
+    assert len(re.findall(r"^\*\*Does Twin agree\?\*\*", md, flags=re.M)) == sum(
+        q["scope"] is not None for q in beauty["questions"].values())
 
 
-def test_a_reversed_effect_disagrees_and_the_rest_still_agrees(twin):
-    root, other = twin
-    rep = render(inputs(root), config(), other=(inputs(other), config(dataset="Yelp"), None))
-    claims = _claims(rep.leaderboard)
+def test_a_reversed_effect_disagrees(boards):
+    beauty, yelp, _ = boards
+    md, data = compare(beauty, yelp, config())
+    claims = {(r["model"], r["against"]): r for r in data["claims"]}
     flipped = claims[("sasrec_content_plus_id", "sasrec_id")]
     assert flipped["Beauty"]["diff"] > 0 > flipped["Yelp"]["diff"]
     assert flipped["Beauty"]["diff"] == pytest.approx(-flipped["Yelp"]["diff"])  # the same users, sides swapped
     assert flipped["agreement"] == DISAGREE  # significant both ways, opposite signs (3 seeds each)
-    same = claims[("gpt2_id", "sasrec_id")]  # gpt2_id vs a reference that now holds the fusion model's ranks
-    assert same["Beauty"]["diff"] != same["Yelp"]["diff"]
-    q1 = section(rep.markdown, "## 1.")
+    q1 = section(md, "## 1.")
     row = next(line for line in q1.splitlines() if line.startswith("| `sasrec_content_plus_id` | `sasrec_id`"))
     assert row.endswith(f"| {DISAGREE} |")
+    assert "1 disagree" in q1
 
 
-def test_no_run_on_the_other_dataset_is_said_not_hidden(twin):
-    root, _ = twin
-    from lib.report import ReportInputs
-    rep = render(inputs(root), config(), other=(ReportInputs({}, {}, {}), config(dataset="Yelp"), None))
-    assert "**Yelp:** no run there yet" in rep.markdown and "compare" not in rep.leaderboard
-    assert "Does Yelp agree" not in rep.markdown
+def test_other_scope_or_target_is_not_compared(boards):
+    """A test of another protocol version, or on another value, is not the same comparison: the row is left out
+    and named, never marked as agreeing."""
+    beauty, _, twin = boards
+    moved = json.loads(json.dumps(twin))
+    moved["questions"]["content"]["scope"] = "gts_pre29"  # answered there under an older protocol
+    moved["questions"]["generative"]["test_key"] = "cold/hr@10"
+    _, data = compare(beauty, moved, config())
+    assert data["questions"]["content"] == [] and data["questions"]["generative"] == []
+    md, _ = compare(beauty, moved, config())
+    assert "under `gts` here, `gts_pre29` on Twin" in section(md, "## 1.")
+    assert "not compared: " in section(md, "## 1.")
+    with pytest.raises(ValueError, match="report.dataset must differ"):
+        compare(beauty, beauty, config())
 
 
 @pytest.mark.parametrize("a, b, expected", [
@@ -84,6 +94,7 @@ def test_no_run_on_the_other_dataset_is_said_not_hidden(twin):
     ((3, 3, False, 0.01), (3, 3, True, -0.02), f"{PARTLY}: significant on B only"),
     ((1, 3, True, 0.01), (3, 3, True, 0.02), SAME_WAY),  # exploratory on one side: direction only
     ((3, 3, True, 0.01), (2, 2, True, -0.02), OTHER_WAY),
+    ((2, 2, True, 0.0), (2, 2, True, -0.02), OTHER_WAY),  # no difference is not a negative one
 ])
 def test_agreement_by_hand(a, b, expected):
     def t(seeds_m, seeds_r, sig, diff):
@@ -92,29 +103,31 @@ def test_agreement_by_hand(a, b, expected):
     assert agreement(None, t(*b), ("A", "B"), config()) is None
 
 
-def test_stage_reads_the_other_pipeline_and_its_own_report_params(twin, tmp_path):
-    root, other = twin
-    (other / "params.yaml").write_text((other / "params.yaml").read_text().replace(
-        "report:\n", "report:\n  dataset: Yelp\n  compare: ..\n", 1))
-    argv = _argv(root, "out") + ["--compare-params", str(other / "params.yaml"),
-                                 "--compare-results-dir", str(other / "results"),
-                                 "--compare-eval-metrics", str(other / "metrics/eval"),
-                                 "--compare-train-metrics", str(other / "metrics/train"),
-                                 "--compare-report", str(other / "reports/RESULTS.md")]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(STAGES))
-        mp.setattr(sys, "argv", argv)
-        importlib.import_module("stages.report").main()
-    md = (root / "out/RESULTS.md").read_text()
-    board = json.loads((root / "out/leaderboard.json").read_text())
-    assert board["dataset"] == "Beauty" and board["compare"]["dataset"] == "Yelp"
-    link = re.search(r"\(\[its report\]\(([^)]+)\)\)", md).group(1)
-    assert (root / "out" / link).resolve() == (other / "reports/RESULTS.md").resolve()
-    with pytest.MonkeyPatch.context() as mp:  # half of the --compare-* flags: refused, naming them
-        mp.syspath_prepend(str(STAGES))
-        mp.setattr(sys, "argv", _argv(root, "out2") + ["--compare-params", str(other / "params.yaml")])
-        with pytest.raises(SystemExit, match="go together"):
-            importlib.import_module("stages.report").main()
+def test_stage_end_to_end_and_its_errors(boards, tmp_path):
+    import importlib
+    import sys
+    beauty, yelp, _ = boards
+    (tmp_path / "b.json").write_text(json.dumps(beauty))
+    (tmp_path / "y.json").write_text(json.dumps(yelp))
+    (tmp_path / "params.yaml").write_text(PARAMS.replace("report:\n", "report:\n  dataset: Beauty\n", 1))
+
+    def run(other: str) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.syspath_prepend(str(STAGES))
+            mp.setattr(sys, "argv", ["compare.py", "--leaderboard", str(tmp_path / "b.json"), "--other-leaderboard",
+                                     str(tmp_path / other), "--other-report", str(tmp_path / "yelp/reports/RESULTS.md"),
+                                     "--results", str(tmp_path / "out/yelp.md"), "--metrics",
+                                     str(tmp_path / "out/yelp.json"), "--params", str(tmp_path / "params.yaml")])
+            importlib.import_module("stages.compare").main()
+    run("y.json")
+    md = (tmp_path / "out/yelp.md").read_text()
+    assert md.startswith("# Does Yelp agree with Beauty?") and "](../yelp/reports/RESULTS.md)" in md
+    assert json.loads((tmp_path / "out/yelp.json").read_text())["other"] == "Yelp"
+    (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in yelp.items() if k != "headline_scope"}))
+    with pytest.raises(SystemExit, match="predates the dataset comparison"):
+        run("old.json")
+    with pytest.raises(SystemExit, match="leaderboard not found"):
+        run("missing.json")
 
 
 def test_revisits_section_only_where_the_evaluation_scored_them(twin):

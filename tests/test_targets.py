@@ -21,7 +21,7 @@ PARAMS = {"protocols": {"gts": {}, "loo": {}},
                    "parallel_generators": {"r": {"backbone": "gpt2", "tokenizer": "u", "protocol": "loo"}},
                    "code_rankers": {}},
           "parse": {"category": "Beauty"}, "decoding": {"run": "g", "tokenizer": "t", "protocol": "gts"},
-          "report": {"compare": "other"},  # the report stage's paths name the other dataset's pipeline
+          "compare": {},  # no other dataset's pipeline to compare answers with
           "study": {"core": ["a", "g"], "collab": ["c"], "title": ["ct", "r"], "bad": ["a", "nope"]}}
 
 

@@ -23,7 +23,6 @@ import pandas as pd
 
 from lib.report.appendix import appendix, figure_models, requests
 from lib.report.config import Baseline, Question, ReportConfig
-from lib.report.datasets import Side, claims_block, question_block
 from lib.report.decoding import decoding_section
 from lib.report.models import Models, ReportInputs, collapse_seeds
 from lib.report.protocols import confirmatory_line, opening, protocol_section, revisit_section
@@ -128,39 +127,19 @@ def analyse(inp: ReportInputs, cfg: ReportConfig) -> Analysis:
     return Analysis(models, scopes, headline, plans, confirm, run_tests(asked, {headline: set(confirm)}, models, cfg))
 
 
-def side(a: Analysis, cfg: ReportConfig) -> Side:
-    return Side(cfg.dataset, cfg, {p.key: p for p in a.plans}, a.book, a.headline)
-
-
-def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figures", "../figures"),
-           other: tuple[ReportInputs, ReportConfig, str | None] | None = None) -> Report:
-    """The whole report. links: the figures directory relative to RESULTS.md and to the appendices. other: the
-    other dataset's inputs, its `report` params and a link to its RESULTS.md: each answer says whether it agrees
-    (lib/report/datasets.py; no run there yet = no comparison)."""
+def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figures", "../figures")) -> Report:
+    """The whole report. links: the figures directory relative to RESULTS.md and to the appendices."""
     a = analyse(inp, cfg)
     models, scopes, headline, plans, book = a.models, a.scopes, a.headline, a.plans, a.book
     plain_head = scopes.get(headline, ([], []))[0]
-    this = there = None
-    if other is not None and other[0].runs:
-        this, there = side(a, cfg), side(analyse(other[0], other[1]), other[1])
-    compared: dict[str, Any] = {}
     figures: dict[str, tuple[str, Any]] = {}
     out = [f"# Results: {cfg.dataset}", "",
            "Rendered by the `report` stage from committed files (`results/`, `metrics/`, `plots/`); do not edit by "
            "hand. Each table holds runs of one protocol under one protocol version; full leaderboards, every paired "
            "test and per-protocol details are in the appendices listed at the end.", "",
            *opening(inp.splits, cfg), confirmatory_line(headline, plain_head, book, cfg), ""]
-    if other is not None and there is None:
-        out += [f"**{other[1].dataset}:** no run there yet, so no answer says whether it agrees.", ""]
-    if there is not None:
-        lines, compared["claims"] = claims_block(this, there)
-        out += lines
-        compared["questions"] = {}
     for i, p in enumerate(plans, 1):
         out += section(i, p, models, book, cfg)
-        if there is not None:
-            lines, compared["questions"][p.key] = question_block(p.key, this, there, other[2])
-            out += lines
     fig = answers_figure(plans, models)
     if fig:
         figures[fig[0]] = ("at_k", fig[1])
@@ -169,8 +148,9 @@ def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figu
     out += protocol_section(len(plans) + 1, scopes, models, inp.splits, cfg)
     out += revisit_section(plain_head, models, cfg)
     appendices, board = {}, {"dataset": cfg.dataset, "protocol": cfg.protocol, "protocol_version": cfg.protocol_version,
-                             "scopes": {},
-                             "questions": {p.key: {"scope": p.scope.name if p.scope else None, "rows": p.rows,
+                             "headline_scope": headline.name, "min_claim_seeds": cfg.min_claim_seeds, "scopes": {},
+                             "questions": {p.key: {"title": p.question.title, "test_key": p.test_key,
+                                                   "scope": p.scope.name if p.scope else None, "rows": p.rows,
                                                    "references": p.refs} for p in plans}}
     decoding_run = (inp.decoding or {}).get("run")
     for s, (plain, ruled) in scopes.items():
@@ -189,8 +169,6 @@ def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figu
                               if models.n_seeds(m) > 1 else {})} for m in plain},
             "rule_runs": {m: rules_of(models.runs[m], models.train.get(m)) for m in ruled},
             "tests": book.of(s)}
-    if there is not None:
-        board["compare"] = {"dataset": there.name, **compared}
     out += ["## Appendices", ""]
     for s, (plain, ruled) in scopes.items():
         out.append(f"- [{s.name}](protocols/{s.name}.md): protocol `{s.protocol}`, {s.label}; {len(plain)} "

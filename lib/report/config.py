@@ -36,10 +36,7 @@ class Question:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    dataset: str = "Beauty"  # this pipeline's dataset, as the report names it
-    # the other dataset's pipeline directory, relative to this one (dvc.yaml reads its params, runs and metrics):
-    # each answer says whether that dataset agrees (lib/report/datasets.py)
-    compare: str = "yelp"
+    dataset: str = "Beauty"  # this pipeline's dataset, as the report (and the compare stage) names it
     protocol: str = "gts"  # the protocol the questions are answered under (and the anchor of the protocol section)
     protocol_version: int = 2  # run.json protocol_version of the current protocol; older runs are superseded
     questions: dict[str, Question] = field(default_factory=dict)  # section key -> question, in the report's order

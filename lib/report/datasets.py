@@ -1,43 +1,56 @@
-"""Does the other dataset agree? Each answer's comparisons and the declared claims, side by side on two datasets.
+"""Does another dataset agree? Each answer's comparisons and the declared claims, side by side on two datasets.
 
-Why the other dataset's own analysis: a comparison is the same test on another dataset only if everything
-around it is the same, so the other pipeline's tests are those its own report computes (its runs, its
-`report` params, its families: Holm over its claims, Benjamini-Hochberg over the rest), and the two reports
-show the same figures for it. Agreement is then read from the two marks, never from a pooled test: a comparison
-agrees when both datasets give the same claimable verdict (both significantly better, both worse, or neither
-significant), disagrees when they are significant in opposite directions, and holds only partly when one is
-significant and the other not. A comparison that is exploratory on either side (unequal or fewer than
-`min_claim_seeds` seeds) only says whether the two differences point the same way.
+Read from the two pipelines' leaderboards (metrics/leaderboard.json of each `report` stage), never from their
+runs: a comparison on the other dataset is the test that dataset's own report computed (its runs, its `report`
+params, its families: Holm over its claims, Benjamini-Hochberg over the rest), so both documents show the same
+figures for it, and neither report waits for, locks or re-renders the other. Two tests are the same comparison
+only under the same scope (protocol and protocol version) and on the same value (all users' NDCG@10, or knowable
+cold targets' HR@10); otherwise the row says why it is not compared.
+
+Agreement is read from the two marks, never from a pooled test: a comparison agrees when both datasets give the
+same claimable verdict (both significantly better, both worse, or neither significant), disagrees when they are
+significant in opposite directions, and holds only partly when one is significant and the other not. A comparison
+exploratory on either side (unequal or fewer than `min_claim_seeds` seeds) only says whether the two differences
+point the same way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from lib.report.config import ReportConfig
-from lib.report.questions import Plan
-from lib.report.scopes import Scope
-from lib.report.stats import TestBook, claimable, diff_cell, mark
+from lib.report.stats import claimable, diff_cell, mark
 from lib.report.tables import quoted, table
 
-AGREE, PARTLY, DISAGREE, SAME_WAY, OTHER_WAY = ("agrees", "partly", "disagrees", "same direction (exploratory)",
-                                                "opposite direction (exploratory)")
+AGREE, PARTLY, DISAGREE = "agrees", "partly", "disagrees"
+SAME_WAY, OTHER_WAY = "same direction (exploratory)", "opposite direction (exploratory)"
 
 
 @dataclass
 class Side:
-    """One dataset's analysis, as the report of that dataset computes it."""
-    name: str  # the dataset (params report.dataset)
-    cfg: ReportConfig
-    plans: dict[str, Plan]  # question key -> its plan
-    book: TestBook
-    headline: Scope
+    """One dataset's answers and tests, as its report's leaderboard holds them."""
+    name: str
+    board: dict
+
+    def test(self, scope: str | None, model: str, against: str, key: str) -> dict | None:
+        for t in self.board["scopes"].get(scope, {}).get("tests", []) if scope else []:
+            if (t["model_name"], t["against"], t["key"]) == (model, against, key):
+                return t
+        return None
+
+    @property
+    def headline(self) -> str:
+        return self.board["headline_scope"]
+
+
+def _sign(t: dict) -> int:
+    return (t["diff"] > 0) - (t["diff"] < 0)
 
 
 def agreement(a: dict | None, b: dict | None, names: tuple[str, str], cfg: ReportConfig) -> str | None:
     """The verdict of two tests of one comparison on two datasets (module docstring); None if one is missing."""
     if a is None or b is None:
         return None
-    same_sign = (a["diff"] > 0) == (b["diff"] > 0)
+    same_sign = _sign(a) == _sign(b)
     if not (claimable(a, cfg) and claimable(b, cfg)):
         return SAME_WAY if same_sign else OTHER_WAY
     if a["significant"] and b["significant"]:
@@ -47,71 +60,99 @@ def agreement(a: dict | None, b: dict | None, names: tuple[str, str], cfg: Repor
     return f"{PARTLY}: significant on {names[0] if a['significant'] else names[1]} only"
 
 
-def _summary(verdicts: list[str | None], other: str, missing: list[str]) -> str:
-    counts = {k: sum(1 for v in verdicts if v is not None and v.startswith(k))
-              for k in (AGREE, PARTLY, DISAGREE, SAME_WAY, OTHER_WAY)}
-    both = sum(counts.values())
+def _brief(t: dict | None) -> dict | None:
+    keys = ("diff", "ci_low", "ci_high", "p_adjusted", "significant", "family", "model_seeds", "reference_seeds")
+    return None if t is None else {k: t[k] for k in keys}
+
+
+def _row(m: str, r: str, t: dict | None, ot: dict | None, this: Side, other: Side,
+         cfg: ReportConfig) -> tuple[list, dict]:
+    v = agreement(t, ot, (this.name, other.name), cfg)
+    cells = [f"`{m}`", f"`{r}`", diff_cell(t), mark(t, cfg), diff_cell(ot), mark(ot, cfg), v or "–"]
+    return cells, {"model": m, "against": r, "agreement": v, this.name: _brief(t), other.name: _brief(ot)}
+
+
+def _summary(verdicts: list[str | None], other: str, cfg: ReportConfig, missing: list[str]) -> str:
+    n = {k: sum(1 for v in verdicts if v is not None and v.startswith(k))
+         for k in (AGREE, PARTLY, DISAGREE, SAME_WAY, OTHER_WAY)}
+    both = sum(n.values())
     if not both:
-        text = f"no comparison of this table has run on {other} yet"
+        text = f"no comparison of this answer has a test on {other} under the same scope yet"
     else:
-        text = (f"of the {both} comparison{'s' * (both != 1)} run on both datasets, {counts[AGREE]} agree, "
-                f"{counts[PARTLY]} hold on one dataset only and {counts[DISAGREE]} disagree (claimable: 3 seeds a "
-                f"side); exploratory ones point the same way {counts[SAME_WAY]} time{'s' * (counts[SAME_WAY] != 1)} "
-                f"and the opposite way {counts[OTHER_WAY]} time{'s' * (counts[OTHER_WAY] != 1)}")
+        text = (f"of the {both} comparison{'s' * (both != 1)} tested on both datasets, {n[AGREE]} agree, "
+                f"{n[PARTLY]} hold on one dataset only and {n[DISAGREE]} disagree (claimable: "
+                f"{cfg.min_claim_seeds} seeds or more, as many on each side); exploratory ones point the same way "
+                f"{n[SAME_WAY]} and the opposite way {n[OTHER_WAY]} time{'s' * (n[OTHER_WAY] != 1)}")
     if missing:
-        text += f"; not run on {other}: {quoted(missing)}"
-    return text
+        text += f"; not compared: {quoted(missing)}"
+    return text[:1].upper() + text[1:]
 
 
-def question_block(key: str, this: Side, other: Side, link: str | None) -> tuple[list[str], list[dict]]:
-    """Markdown lines and leaderboard rows: the question's comparisons on this dataset beside the other's."""
-    p, op = this.plans[key], other.plans.get(key)
-    title = f"**Does {other.name} agree?**" + (f" ([its report]({link}))" if link else "")
-    if p.scope is None:
-        return [], []
-    if op is None or op.scope is None:
-        return [f"{title} Not asked or not run on {other.name} yet.", ""], []
+def question_section(i: int, key: str, this: Side, other: Side, cfg: ReportConfig) -> tuple[list[str], list[dict]]:
+    """One answer of this report: its comparisons beside the other dataset's tests of them."""
+    q, oq = this.board["questions"][key], other.board["questions"].get(key)
+    out = [f"## {i}. {q['title']}", ""]
+    if q["scope"] is None:
+        return out + [f"Not run on {this.name} yet.", ""], []
+    if oq is None or oq["scope"] is None:
+        return out + [f"Not asked or not run on {other.name} yet.", ""], []
     rows, board, verdicts, missing = [], [], [], []
-    for m, r in ((m, r) for m, r in p.refs.items() if r is not None):
-        t = this.book.get(p.scope, m, r, p.test_key)
-        ot = other.book.get(op.scope, m, r, op.test_key) if op.refs.get(m) == r else None
+    same = oq["scope"] == q["scope"] and oq["test_key"] == q["test_key"]
+    for m, r in ((m, r) for m, r in q["references"].items() if r is not None):
+        t = this.test(q["scope"], m, r, q["test_key"])
+        ot = other.test(oq["scope"], m, r, oq["test_key"]) if same else None
         if ot is None:
             missing.append(m)
             continue
-        v = agreement(t, ot, (this.name, other.name), this.cfg)
-        verdicts.append(v)
-        rows.append([f"`{m}`", f"`{r}`", diff_cell(t), mark(t, this.cfg), diff_cell(ot), mark(ot, other.cfg), v or "–"])
-        board.append({"model": m, "against": r, "key": p.test_key, "agreement": v,
-                      this.name: _brief(t), other.name: _brief(ot)})
-    metric = "cold HR@10" if p.question.target == "cold" else "test NDCG@10"
-    out = [f"{title} {_summary(verdicts, other.name, missing).capitalize()}.", ""]
+        cells, entry = _row(m, r, t, ot, this, other, cfg)
+        verdicts.append(entry["agreement"])
+        rows.append(cells)
+        board.append(entry)
+    metric = "knowable cold targets' HR@10" if q["test_key"].startswith("cold/") else "test NDCG@10"
+    scope = f"`{q['scope']}`" + ("" if same else f" here, `{oq['scope']}` on {other.name}")
+    out += [f"Δ {metric} against each row's reference, under {scope}.", ""]
     if rows:
-        out += [*table(["model", "vs", f"Δ {metric} on {this.name} [95% CI]", "mark",
-                        f"Δ {metric} on {other.name} [95% CI]", "mark", "agreement"], rows), ""]
+        out += [*table(["model", "vs", f"Δ on {this.name} [95% CI]", "mark", f"Δ on {other.name} [95% CI]", "mark",
+                        "agreement"], rows), ""]
+    out += [f"**Does {other.name} agree?** {_summary(verdicts, other.name, cfg, missing)}.", ""]
     return out, board
 
 
-def claims_block(this: Side, other: Side) -> tuple[list[str], list[dict]]:
-    """The declared claims (`report.confirmatory`, the same pairs in both pipelines) on both datasets."""
-    key = f"test/{this.cfg.confirmatory_metric}"
+def claims_section(this: Side, other: Side, cfg: ReportConfig) -> tuple[list[str], list[dict]]:
+    """The declared claims (the same pairs in both pipelines: tests/test_datasets.py) on both datasets."""
+    metric = cfg.confirmatory_metric
+    key = f"test/{metric}"
     rows, board, verdicts = [], [], []
-    for m, r in this.cfg.confirmatory:
-        t, ot = this.book.get(this.headline, m, r, key), other.book.get(other.headline, m, r, key)
-        v = agreement(t, ot, (this.name, other.name), this.cfg)
-        verdicts.append(v)
-        rows.append([f"`{m}`", f"`{r}`", diff_cell(t), mark(t, this.cfg), diff_cell(ot), mark(ot, other.cfg), v or "–"])
-        board.append({"model": m, "against": r, "key": key, "agreement": v,
-                      this.name: _brief(t), other.name: _brief(ot)})
-    if not rows:
-        return [], []
-    lead = (f"**The claims on {other.name}.** Each dataset's claims are its own Holm family (the same declared "
-            f"pairs); {_summary(verdicts, other.name, [])}.")
-    return [lead, "", *table(["model", "vs", f"Δ {this.cfg.confirmatory_metric.upper()} on {this.name}", "mark",
-                              f"Δ on {other.name}", "mark", "agreement"], rows), ""], board
+    for m, r in cfg.confirmatory:
+        cells, entry = _row(m, r, this.test(this.headline, m, r, key), other.test(other.headline, m, r, key),
+                            this, other, cfg)
+        verdicts.append(entry["agreement"])
+        rows.append(cells)
+        board.append(entry)
+    lead = (f"**The claims.** Each dataset's declared claims are its own Holm family (the same pairs, test "
+            f"{metric.upper()}, `{this.headline}` here and `{other.headline}` on {other.name}). "
+            f"{_summary(verdicts, other.name, cfg, [])}.")
+    return [lead, "", *table(["model", "vs", f"Δ on {this.name} [95% CI]", "mark", f"Δ on {other.name} [95% CI]",
+                              "mark", "agreement"], rows), ""], board
 
 
-def _brief(t: dict | None) -> dict | None:
-    if t is None:
-        return None
-    return {k: t[k] for k in ("diff", "ci_low", "ci_high", "p_adjusted", "significant", "family", "model_seeds",
-                              "reference_seeds")}
+def compare(board: dict, other_board: dict, cfg: ReportConfig, link: str | None = None) -> tuple[str, dict]:
+    """Two leaderboards -> the markdown "does <other> agree?" per answer of `board`'s report, and its JSON. cfg:
+    this pipeline's `report` params (claims, seed rule; the other pipeline's are the same: tests/test_datasets.py)."""
+    this, other = Side(board["dataset"], board), Side(other_board["dataset"], other_board)
+    if this.name == other.name:
+        raise ValueError(f"both leaderboards are of dataset {this.name!r}: params report.dataset must differ")
+    out = [f"# Does {other.name} agree with {this.name}?", "",
+           f"Rendered by the `compare` stage from the two reports' leaderboards; do not edit by hand. Each table sets "
+           f"the tests of one answer of the {this.name} report (reports/RESULTS.md) beside the same tests on "
+           f"{other.name}" + (f" ([its report]({link}))" if link else "") + ", each computed by that dataset's "
+           "own report (its runs, seeds and test families). Agreement is read from the two marks, never from a "
+           "pooled test (lib/report/datasets.py).", ""]
+    lines, claims = claims_section(this, other, cfg)
+    out += lines
+    questions = {}
+    for i, key in enumerate(board["questions"], 1):
+        lines, questions[key] = question_section(i, key, this, other, cfg)
+        out += lines
+    return "\n".join(out).rstrip("\n") + "\n", {"dataset": this.name, "other": other.name, "claims": claims,
+                                                 "questions": questions}
