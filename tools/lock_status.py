@@ -6,9 +6,13 @@ invalidates a result. What does: a dependency "modified" (code, params file, dat
 what the lock recorded), a changed param or command, or a stage with no lock entry at all.
 
     python tools/lock_status.py            # exits 1 if any stage is invalidated
+    python tools/lock_status.py --repo yelp   # the same for the Yelp pipeline (yelp/dvc.yaml, yelp/dvc.lock)
+
+Each pipeline's own stages only: `dvc status` without targets would walk every dvc.yaml of the repository.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -18,15 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 HARMLESS = {"not in cache", "deleted"}  # missing locally: re-creatable from the lock's recipe
 
 
-def main() -> int:
-    p = subprocess.run(["dvc", "status", "--json"], cwd=ROOT, capture_output=True, text=True)
-    if p.returncode != 0:
-        print(p.stderr, file=sys.stderr)
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, default=ROOT, help="the pipeline directory (the root: Beauty; yelp: Yelp)")
+    pipeline = ap.parse_args(argv).repo.resolve()
+    stages = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=pipeline, capture_output=True,
+                            text=True).stdout.split()
+    p = subprocess.run(["dvc", "status", "--json", *stages], cwd=pipeline, capture_output=True, text=True)
+    if p.returncode != 0 or not stages:
+        print(p.stderr or f"no stages in {pipeline}/dvc.yaml", file=sys.stderr)
         return 2
     status = json.loads(p.stdout or "{}")
-    stages = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.split()
-    lock = (ROOT / "dvc.lock").read_text() if (ROOT / "dvc.lock").exists() else ""
+    lock = (pipeline / "dvc.lock").read_text() if (pipeline / "dvc.lock").exists() else ""
     unlocked = [s for s in stages if f"\n  {s}:" not in lock]  # no recipe recorded: nothing to invalidate
     invalid, missing = {}, []
     for stage, changes in status.items():
