@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from lib.report import render
-from lib.report.datasets import AGREE, DISAGREE, OTHER_WAY, PARTLY, SAME_WAY, agreement, compare
+from lib.report.datasets import AGREE, AGREE_NS, DISAGREE, OTHER_WAY, PARTLY, SAME_WAY, agreement, compare
 from tests.test_report import PARAMS, STAGES, build, config, inputs, section
 
 
@@ -47,8 +47,8 @@ def test_identical_data_agrees_on_every_comparison(boards):
     for r in rows:
         if r["Beauty"] is not None:
             assert r["Beauty"] == r["Twin"], r
-            assert r["agreement"] in (AGREE, SAME_WAY), r
-    assert {r["agreement"] for r in rows} >= {AGREE, SAME_WAY}
+            assert r["agreement"] in (AGREE, AGREE_NS, SAME_WAY), r
+    assert SAME_WAY in {r["agreement"] for r in rows} and {AGREE, AGREE_NS} & {r["agreement"] for r in rows}
     assert "([its report](../twin/RESULTS.md))" in md
     heads = re.findall(r"^## \d+\. (.*)$", md, flags=re.M)
     assert heads == [q["title"] for q in beauty["questions"].values()]  # one section per answer, in its order
@@ -67,28 +67,37 @@ def test_a_reversed_effect_disagrees(boards):
     q1 = section(md, "## 1.")
     row = next(line for line in q1.splitlines() if line.startswith("| `sasrec_content_plus_id` | `sasrec_id`"))
     assert row.endswith(f"| {DISAGREE} |")
-    assert "1 disagree" in q1
+    assert ", 1 significant in opposite directions" in q1
 
 
-def test_other_scope_or_target_is_not_compared(boards):
-    """A test of another protocol version, or on another value, is not the same comparison: the row is left out
-    and named, never marked as agreeing."""
+def test_comparisons_without_a_test_on_either_side_are_named_not_hidden(boards):
+    """The other dataset's test is looked up under this answer's scope and value; a comparison without it, a claim
+    not tested on a side and a claim significant on one side only are each said so."""
     beauty, _, twin = boards
-    moved = json.loads(json.dumps(twin))
-    moved["questions"]["content"]["scope"] = "gts_pre29"  # answered there under an older protocol
-    moved["questions"]["generative"]["test_key"] = "cold/hr@10"
-    _, data = compare(beauty, moved, config())
-    assert data["questions"]["content"] == [] and data["questions"]["generative"] == []
-    md, _ = compare(beauty, moved, config())
-    assert "under `gts` here, `gts_pre29` on Twin" in section(md, "## 1.")
-    assert "not compared: " in section(md, "## 1.")
+    cut = json.loads(json.dumps(twin))
+    cut["scopes"]["gts"]["tests"] = [t for t in cut["scopes"]["gts"]["tests"]
+                                     if not (t["model_name"] == "gpt2_content" and t["key"] == "test/ndcg@10")]
+    claim = next(t for t in cut["scopes"]["gts"]["tests"] if (t["model_name"], t["against"], t["family"]) ==
+                 ("sasrec_content_plus_id", "sasrec_id", "confirmatory"))
+    assert next(t for t in beauty["scopes"]["gts"]["tests"] if t["model_name"] == "sasrec_content_plus_id"
+                and t["against"] == "sasrec_id" and t["family"] == "confirmatory")["significant"]
+    claim["significant"] = False
+    md, data = compare(beauty, cut, config())
+    q1 = section(md, "## 1.")
+    assert "no test on Twin under `gts`: `gpt2_content`" in q1
+    assert "gpt2_content" not in {r["model"] for r in data["questions"]["content"]}
+    claims = {(r["model"], r["against"]): r for r in data["claims"]}
+    assert claims[("sasrec_content_plus_id", "sasrec_id")]["agreement"] == f"{PARTLY}: significant on Beauty only"
+    lead = md.split("**The claims.**", 1)[1].split("\n", 1)[0]
+    assert "not tested on Beauty yet: `not_trained_yet`" in lead and "not tested on Twin yet: `not_trained_yet`" in lead
+    assert "1 significant on one dataset only" in lead
     with pytest.raises(ValueError, match="report.dataset must differ"):
         compare(beauty, beauty, config())
 
 
 @pytest.mark.parametrize("a, b, expected", [
     ((3, 3, True, 0.01), (3, 3, True, 0.02), AGREE),
-    ((3, 3, False, 0.01), (3, 3, False, -0.02), AGREE),  # neither significant: the same verdict
+    ((3, 3, False, 0.01), (3, 3, False, -0.02), AGREE_NS),  # neither significant: the same verdict
     ((3, 3, True, 0.01), (3, 3, True, -0.02), DISAGREE),
     ((3, 3, True, 0.01), (3, 3, False, 0.02), f"{PARTLY}: significant on A only"),
     ((3, 3, False, 0.01), (3, 3, True, -0.02), f"{PARTLY}: significant on B only"),

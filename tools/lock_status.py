@@ -26,11 +26,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", type=Path, default=ROOT, help="the pipeline directory (the root: Beauty; yelp: Yelp)")
     pipeline = ap.parse_args(argv).repo.resolve()
-    stages = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=pipeline, capture_output=True,
-                            text=True).stdout.split()
+    listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=pipeline, capture_output=True, text=True)
+    stages = listed.stdout.split()
+    if listed.returncode != 0 or not stages:
+        print(listed.stderr or f"no stages in {pipeline}/dvc.yaml", file=sys.stderr)
+        return 2
     p = subprocess.run(["dvc", "status", "--json", *stages], cwd=pipeline, capture_output=True, text=True)
-    if p.returncode != 0 or not stages:
-        print(p.stderr or f"no stages in {pipeline}/dvc.yaml", file=sys.stderr)
+    if p.returncode != 0:
+        print(p.stderr, file=sys.stderr)
         return 2
     status = json.loads(p.stdout or "{}")
     lock = (pipeline / "dvc.lock").read_text() if (pipeline / "dvc.lock").exists() else ""

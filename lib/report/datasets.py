@@ -21,7 +21,7 @@ from lib.report.config import ReportConfig
 from lib.report.stats import claimable, diff_cell, mark
 from lib.report.tables import quoted, table
 
-AGREE, PARTLY, DISAGREE = "agrees", "partly", "disagrees"
+AGREE, AGREE_NS, PARTLY, DISAGREE = "agrees", "agrees (neither significant)", "partly", "disagrees"
 SAME_WAY, OTHER_WAY = "same direction (exploratory)", "opposite direction (exploratory)"
 
 
@@ -56,7 +56,7 @@ def agreement(a: dict | None, b: dict | None, names: tuple[str, str], cfg: Repor
     if a["significant"] and b["significant"]:
         return AGREE if same_sign else DISAGREE
     if not a["significant"] and not b["significant"]:
-        return AGREE
+        return AGREE_NS
     return f"{PARTLY}: significant on {names[0] if a['significant'] else names[1]} only"
 
 
@@ -72,45 +72,52 @@ def _row(m: str, r: str, t: dict | None, ot: dict | None, this: Side, other: Sid
     return cells, {"model": m, "against": r, "agreement": v, this.name: _brief(t), other.name: _brief(ot)}
 
 
-def _summary(verdicts: list[str | None], other: str, cfg: ReportConfig, missing: list[str]) -> str:
-    n = {k: sum(1 for v in verdicts if v is not None and v.startswith(k))
-         for k in (AGREE, PARTLY, DISAGREE, SAME_WAY, OTHER_WAY)}
-    both = sum(n.values())
-    if not both:
-        text = f"no comparison of this answer has a test on {other} under the same scope yet"
-    else:
-        text = (f"of the {both} comparison{'s' * (both != 1)} tested on both datasets, {n[AGREE]} agree, "
-                f"{n[PARTLY]} hold on one dataset only and {n[DISAGREE]} disagree (claimable: "
-                f"{cfg.min_claim_seeds} seeds or more, as many on each side); exploratory ones point the same way "
-                f"{n[SAME_WAY]} and the opposite way {n[OTHER_WAY]} time{'s' * (n[OTHER_WAY] != 1)}")
-    if missing:
-        text += f"; not compared: {quoted(missing)}"
+def _summary(verdicts: list[str | None], other: str, cfg: ReportConfig, missing: dict[str, list[str]]) -> str:
+    """The verdicts counted, and each comparison left out with why."""
+    n = {k: sum(1 for v in verdicts if v == k or (k == PARTLY and v is not None and v.startswith(PARTLY)))
+         for k in (AGREE, AGREE_NS, PARTLY, DISAGREE, SAME_WAY, OTHER_WAY)}
+    claimable, exploratory = n[AGREE] + n[AGREE_NS] + n[PARTLY] + n[DISAGREE], n[SAME_WAY] + n[OTHER_WAY]
+    parts = []
+    if claimable:
+        parts.append(f"of {claimable} claimable comparison{'s' * (claimable != 1)} ({cfg.min_claim_seeds}+ seeds, as "
+                     f"many a side), {n[AGREE]} significant the same way on both, {n[AGREE_NS]} significant on "
+                     f"neither, {n[PARTLY]} significant on one dataset only, {n[DISAGREE]} significant in opposite "
+                     "directions")
+    if exploratory:
+        parts.append(f"of {exploratory} exploratory one{'s' * (exploratory != 1)}, {n[SAME_WAY]} point the same way "
+                     f"and {n[OTHER_WAY]} the opposite way")
+    if not parts:
+        parts.append("no comparison has a test on both datasets yet")
+    parts += [f"{why}: {quoted(names)}" for why, names in missing.items() if names]
+    text = "; ".join(parts)
     return text[:1].upper() + text[1:]
 
 
 def question_section(i: int, key: str, this: Side, other: Side, cfg: ReportConfig) -> tuple[list[str], list[dict]]:
-    """One answer of this report: its comparisons beside the other dataset's tests of them."""
-    q, oq = this.board["questions"][key], other.board["questions"].get(key)
+    """One answer of this report: its comparisons beside the other dataset's tests of the same comparisons (the
+    same scope and value: found in the other's tests whatever its own answer to the question shows)."""
+    q = this.board["questions"][key]
     out = [f"## {i}. {q['title']}", ""]
     if q["scope"] is None:
         return out + [f"Not run on {this.name} yet.", ""], []
-    if oq is None or oq["scope"] is None:
-        return out + [f"Not asked or not run on {other.name} yet.", ""], []
-    rows, board, verdicts, missing = [], [], [], []
-    same = oq["scope"] == q["scope"] and oq["test_key"] == q["test_key"]
-    for m, r in ((m, r) for m, r in q["references"].items() if r is not None):
-        t = this.test(q["scope"], m, r, q["test_key"])
-        ot = other.test(oq["scope"], m, r, oq["test_key"]) if same else None
-        if ot is None:
-            missing.append(m)
+    rows, board, verdicts = [], [], []
+    missing: dict[str, list[str]] = {f"no test on {other.name} under `{q['scope']}`": [],
+                                     f"no test on {this.name} yet": [], "reference not run here": []}
+    for m, r in ((m, r) for m, r in q["references"].items()):
+        if r is None:
+            missing["reference not run here"].append(m)
+            continue
+        t, ot = this.test(q["scope"], m, r, q["test_key"]), other.test(q["scope"], m, r, q["test_key"])
+        if t is None or ot is None:
+            missing[f"no test on {this.name} yet" if t is None else f"no test on {other.name} under `{q['scope']}`"]\
+                .append(m)
             continue
         cells, entry = _row(m, r, t, ot, this, other, cfg)
         verdicts.append(entry["agreement"])
         rows.append(cells)
         board.append(entry)
     metric = "knowable cold targets' HR@10" if q["test_key"].startswith("cold/") else "test NDCG@10"
-    scope = f"`{q['scope']}`" + ("" if same else f" here, `{oq['scope']}` on {other.name}")
-    out += [f"Δ {metric} against each row's reference, under {scope}.", ""]
+    out += [f"Δ {metric} against each row's reference, under `{q['scope']}` on both datasets.", ""]
     if rows:
         out += [*table(["model", "vs", f"Δ on {this.name} [95% CI]", "mark", f"Δ on {other.name} [95% CI]", "mark",
                         "agreement"], rows), ""]
@@ -123,15 +130,19 @@ def claims_section(this: Side, other: Side, cfg: ReportConfig) -> tuple[list[str
     metric = cfg.confirmatory_metric
     key = f"test/{metric}"
     rows, board, verdicts = [], [], []
+    missing: dict[str, list[str]] = {f"not tested on {this.name} yet": [], f"not tested on {other.name} yet": []}
     for m, r in cfg.confirmatory:
-        cells, entry = _row(m, r, this.test(this.headline, m, r, key), other.test(other.headline, m, r, key),
-                            this, other, cfg)
+        t, ot = this.test(this.headline, m, r, key), other.test(other.headline, m, r, key)
+        cells, entry = _row(m, r, t, ot, this, other, cfg)
         verdicts.append(entry["agreement"])
         rows.append(cells)
         board.append(entry)
+        for side_t, name in ((t, this.name), (ot, other.name)):
+            if side_t is None:
+                missing[f"not tested on {name} yet"].append(m)
     lead = (f"**The claims.** Each dataset's declared claims are its own Holm family (the same pairs, test "
             f"{metric.upper()}, `{this.headline}` here and `{other.headline}` on {other.name}). "
-            f"{_summary(verdicts, other.name, cfg, [])}.")
+            f"{_summary(verdicts, other.name, cfg, missing)}.")
     return [lead, "", *table(["model", "vs", f"Δ on {this.name} [95% CI]", "mark", f"Δ on {other.name} [95% CI]",
                               "mark", "agreement"], rows), ""], board
 
