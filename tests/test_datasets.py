@@ -96,3 +96,19 @@ def test_yelp_data_never_reaches_git(path):
         pytest.skip("not a git checkout")
     rule = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT, capture_output=True)
     assert rule.returncode == 0, f"{path} is not ignored by git"
+
+
+def test_report_params_load_and_the_comparison_names_a_pipeline(pipeline):
+    """Each pipeline's `report` params are a valid ReportConfig with its own dataset name; a `compare` entry names
+    another pipeline's directory (its leaderboard is the compare stage's input)."""
+    from lib.config import from_dict
+    from lib.report import ReportConfig
+    d, params = pipeline
+    names = {}
+    for where, prm in ((ROOT, ROOT_PARAMS), (d, params)):
+        names[where] = from_dict(ReportConfig, prm["report"], "report").dataset
+        for key, entry in (prm.get("compare") or {}).items():
+            other = (where / entry["dir"]).resolve()
+            assert other != where.resolve() and (other / "params.yaml").is_file() and (other / "dvc.yaml").exists(), \
+                (where, key, entry)
+    assert names[ROOT] != names[d], "two pipelines, one dataset name: the comparison could not tell them apart"
