@@ -30,7 +30,7 @@ from lib.report.questions import Plan, plan, section
 from lib.report.scopes import Scope, best_on_validation, by_scope, rules_of
 from lib.report.stats import Request, TestBook, run_tests
 
-__all__ = ["Analysis", "Baseline", "Models", "Question", "Report", "ReportConfig", "ReportInputs", "analyse", "render"]
+__all__ = ["Baseline", "Models", "Question", "Report", "ReportConfig", "ReportInputs", "render"]
 
 
 @dataclass
@@ -94,17 +94,16 @@ def answers_figure(plans: list[Plan], models: Models) -> tuple[str, pd.DataFrame
 
 
 @dataclass
-class Analysis:
+class _Analysis:
     """One dataset's models, scopes, question plans and tests: what its report shows."""
     models: Models
     scopes: dict[Scope, tuple[list[str], list[str]]]
     headline: Scope
     plans: list[Plan]
-    confirm: list[Request]
     book: TestBook
 
 
-def analyse(inp: ReportInputs, cfg: ReportConfig) -> Analysis:
+def _analyse(inp: ReportInputs, cfg: ReportConfig) -> _Analysis:
     """Runs -> models over seeds -> each question's plan -> every test the report shows, in its families."""
     missing = sorted(set(inp.runs) ^ set(inp.evals) | set(inp.runs) ^ set(inp.per_user))
     if missing:
@@ -124,12 +123,12 @@ def analyse(inp: ReportInputs, cfg: ReportConfig) -> Analysis:
             asked[p.scope] += p.requests()
     for s, (plain, _) in scopes.items():
         asked[s] += requests(plain, models, cfg)
-    return Analysis(models, scopes, headline, plans, confirm, run_tests(asked, {headline: set(confirm)}, models, cfg))
+    return _Analysis(models, scopes, headline, plans, run_tests(asked, {headline: set(confirm)}, models, cfg))
 
 
 def render(inp: ReportInputs, cfg: ReportConfig, links: tuple[str, str] = ("figures", "../figures")) -> Report:
     """The whole report. links: the figures directory relative to RESULTS.md and to the appendices."""
-    a = analyse(inp, cfg)
+    a = _analyse(inp, cfg)
     models, scopes, headline, plans, book = a.models, a.scopes, a.headline, a.plans, a.book
     plain_head = scopes.get(headline, ([], []))[0]
     figures: dict[str, tuple[str, Any]] = {}
