@@ -19,13 +19,15 @@ PIPELINE ?= .
 PIPE := $(abspath $(PIPELINE))
 DVC := cd $(PIPE) && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/dvc
 TARGETS := $(abspath $(BIN))/python $(abspath tools/targets.py) --repo $(PIPE)
+REFIT_CHECK := $(abspath $(BIN))/python $(abspath tools/refit_check.py) --repo $(PIPE)
 LOGS := $(abspath logs)/$(if $(filter .,$(PIPELINE)),,$(notdir $(PIPE))_)
 LANES ?= 2
 # upstream of a run set: recompute the missing splits and text vectors (the same bytes on every machine), then
 # the rest, skipping stages whose recorded inputs are unchanged even where their data is missing (committed codes)
+# (a refit tokenizer, Yelp's, that reproduced its committed outputs keeps the committed lock: tools/refit_check.py)
 # (an empty stage list is an error: `dvc repro` without targets would reproduce the whole pipeline)
 NONE = { echo "error: no stages for run set '$(1)' in $(PIPE)" >&2; exit 1; }
-UPSTREAM = t=$$($(TARGETS) rebuilt $(1)) && { [ -n "$$t" ] || $(NONE); } && $(DVC) repro $$t \
+UPSTREAM = t=$$($(TARGETS) rebuilt $(1)) && { [ -n "$$t" ] || $(NONE); } && $(DVC) repro $$t && $(REFIT_CHECK) $$t \
 	&& t=$$($(TARGETS) upstream $(1)) && { [ -n "$$t" ] || $(NONE); } && $(DVC) repro --allow-missing $$t
 # the report, after the decoders' comparison it ends with (skipped where its recorded inputs are unchanged; where
 # it cannot run, e.g. its generator's model is not here, the report renders with the committed decoding figures)

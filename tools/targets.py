@@ -12,7 +12,8 @@ The Makefile first recomputes what is missing of the `rebuilt` stages, then `dvc
 upstream ones: a stage whose recorded inputs are unchanged is skipped even where its data is not here (the
 tokenizers' codes are committed: a fresh clone reads them, it never refits). Yelp's licence keeps its codes out
 of git (.gitignore): its tokenizers are refit under the pinned kernels, and an entry of yelp/dvc.lock that a refit
-does not reproduce byte for byte shows as a change in `git diff`. Then it runs
+does not reproduce byte for byte shows as a change in `git diff` (tools/refit_check.py, run next, sets aside the
+wall-clock figures of the tokenizer metrics and keeps the committed lock where nothing else changed). Then it runs
 `dvc repro -s train_<family>@<run>` and
 `dvc repro -s evaluate_<family>@<run>` for each run, two runs side by side (one torch thread each):
 with `-s` the two lanes never both check (and lock) the shared upstream stages. A run whose item vectors
